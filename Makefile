@@ -1,0 +1,61 @@
+# The platform's verbs. Every target sets itself up, so a fresh clone needs no other step.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Editable installs of our own packages; their pyproject files decide when to reinstall.
+LOCAL_PACKAGES := services/trainer
+STAMP := $(VENV)/.setup-done
+# Where `make demo` keeps its data, MLflow database and artifacts.
+LOCAL_DIR ?= .local
+MLFLOW_PORT ?= 5000
+
+.PHONY: help setup lock lint format test demo bench mlflow-ui clean
+
+help: ## list the verbs
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## create .venv with the pinned dependencies (quick when nothing changed)
+
+$(STAMP): requirements.lock $(addsuffix /pyproject.toml,$(LOCAL_PACKAGES))
+	@echo "setup: installing pinned dependencies from requirements.lock into $(VENV)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps $(addprefix -e ,$(LOCAL_PACKAGES))
+	@touch $@
+	@echo "setup: done"
+
+lock: ## re-pin requirements.lock from requirements.in in a throwaway venv
+	rm -rf $(VENV)-lock && $(PYTHON) -m venv $(VENV)-lock
+	$(VENV)-lock/bin/python -m pip install --quiet -r requirements.in
+	{ echo "# Pinned from requirements.in by 'make lock' (pip freeze of a fresh venv). Do not edit by hand."; \
+	  $(VENV)-lock/bin/python -m pip freeze | sed -E 's/^(torch==[0-9.]+)\+cpu$$/\1/'; } > requirements.lock
+	rm -rf $(VENV)-lock
+
+lint: setup ## ruff lint (with the Airflow AIR rules) and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: setup lint ## everything that can run on this machine: lint, then pytest
+	$(BIN)/pytest
+
+demo: setup ## the main job, locally, against a real MLflow server
+	$(BIN)/python -m tests.demo --local-dir $(LOCAL_DIR) --mlflow-port $(MLFLOW_PORT)
+
+bench: setup ## benchmarks, printed side by side as ratios
+	$(BIN)/python -m tests.benchmarks
+
+mlflow-ui: setup ## browse the MLflow data of the last `make demo`
+	$(BIN)/mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1 \
+	  --backend-store-uri sqlite:///$(abspath $(LOCAL_DIR))/mlflow.db \
+	  --artifacts-destination $(abspath $(LOCAL_DIR))/mlartifacts
+
+clean: ## remove the local run's data (keeps .venv)
+	rm -rf $(LOCAL_DIR)

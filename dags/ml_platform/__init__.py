@@ -1,0 +1,1 @@
+"""The platform library that DAGs import: pools, container tasks, policies, local runtime."""

@@ -1,0 +1,139 @@
+"""Container tasks the platform way: one call gives a KubernetesPodOperator ready for a pool.
+
+DAG authors say which platform image, which arguments, how much CPU/memory and how many GPUs;
+the factory adds namespace, service account, image reference, resources, tolerations and node
+affinity from the pool catalog, MLflow and storage settings, secrets by reference, and the
+Airflow context the images use to make retries idempotent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.providers.cncf.kubernetes.secret import Secret
+from kubernetes.client import models as k8s
+
+from ml_platform.pools import affinity_for, select_pool, tolerations_for
+from ml_platform.settings import GPU_RESOURCE, PlatformConfig, platform_config, runtime
+
+# Rendered per task instance: the images tag their MLflow runs with these to detect retries.
+AIRFLOW_CONTEXT_ENV = {
+    "AIRFLOW_CTX_DAG_ID": "{{ dag.dag_id }}",
+    "AIRFLOW_CTX_DAG_RUN_ID": "{{ run_id }}",
+    "AIRFLOW_CTX_TASK_ID": "{{ task.task_id }}",
+    "AIRFLOW_CTX_MAP_INDEX": "{{ ti.map_index }}",
+    "AIRFLOW_CTX_TRY_NUMBER": "{{ ti.try_number }}",
+}
+RUN_AS_USER = 10001  # the non-root user the platform images create
+
+
+class PlatformPodOperator(KubernetesPodOperator):
+    """A KubernetesPodOperator that runs as a local process when ML_PLATFORM_RUNTIME=local."""
+
+    def execute(self, context: Any) -> Any:
+        if runtime() == "local":
+            from ml_platform.local.runner import run_pod_locally
+
+            return run_pod_locally(self, context)
+        return super().execute(context)
+
+
+def platform_env(config: PlatformConfig) -> dict[str, str]:
+    """Environment every platform container gets: where MLflow and storage are."""
+    env = {
+        "MLFLOW_TRACKING_URI": config.mlflow_tracking_uri,
+        "ML_PLATFORM_ENVIRONMENT": config.environment,
+        "ML_PLATFORM_DATASETS_URI": config.datasets_uri,
+    }
+    endpoint = config.storage.get("endpoint_url")
+    if endpoint:
+        env["AWS_ENDPOINT_URL"] = endpoint
+        env["MLFLOW_S3_ENDPOINT_URL"] = endpoint
+    return env
+
+
+def resources(
+    cpu: str, memory: str, gpus: int, cpu_limit: str | None, memory_limit: str | None
+) -> k8s.V1ResourceRequirements:
+    limits = {"cpu": cpu_limit or cpu, "memory": memory_limit or memory}
+    if gpus:
+        # Extended resources are set as limits; Kubernetes copies them into requests.
+        limits[GPU_RESOURCE] = str(gpus)
+    return k8s.V1ResourceRequirements(requests={"cpu": cpu, "memory": memory}, limits=limits)
+
+
+def _security_contexts() -> tuple[k8s.V1PodSecurityContext, k8s.V1SecurityContext]:
+    # Pod level only sets what the XCom sidecar also accepts; the rest is on our container.
+    pod = k8s.V1PodSecurityContext(seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"))
+    container = k8s.V1SecurityContext(
+        run_as_non_root=True,
+        run_as_user=RUN_AS_USER,
+        allow_privilege_escalation=False,
+        privileged=False,
+        capabilities=k8s.V1Capabilities(drop=["ALL"]),
+    )
+    return pod, container
+
+
+def container_task_kwargs(
+    *,
+    image: str,
+    gpus: int = 0,
+    gpu_type: str | None = None,
+    cpu: str = "500m",
+    memory: str = "1Gi",
+    cpu_limit: str | None = None,
+    memory_limit: str | None = None,
+    env: dict[str, str] | None = None,
+    secrets: list[str] | None = None,
+    service_account: str = "training",
+    config: PlatformConfig | None = None,
+    **kpo_kwargs: Any,
+) -> dict[str, Any]:
+    """KubernetesPodOperator arguments for a platform image on the pool that fits the request."""
+    config = config or platform_config()
+    pool = select_pool(config, gpus=gpus, gpu_type=gpu_type)
+    pod_security, container_security = _security_contexts()
+    secret_refs = [Secret("env", None, name) for name in secrets or []]
+    if config.storage.get("credentials_secret"):
+        secret_refs.append(Secret("env", None, config.storage["credentials_secret"]))
+    kwargs: dict[str, Any] = {
+        "image": config.images.ref(image),
+        "image_pull_policy": config.images.pull_policy,
+        "namespace": config.namespaces["training"],
+        "service_account_name": config.service_accounts[service_account],
+        "container_resources": resources(cpu, memory, gpus, cpu_limit, memory_limit),
+        "tolerations": tolerations_for(pool),
+        "affinity": affinity_for(pool),
+        "env_vars": {**platform_env(config), **AIRFLOW_CONTEXT_ENV, **(env or {})},
+        "secrets": secret_refs,
+        "labels": {"ml-platform/image": image, "ml-platform/pool": pool.name},
+        "security_context": pod_security,
+        "container_security_context": container_security,
+        "deferrable": True,
+        "on_finish_action": "delete_pod",
+        "get_logs": True,
+        "log_events_on_failure": True,
+        "do_xcom_push": True,
+        "startup_timeout_seconds": 900,  # a GPU node may have to scale up first
+    }
+    kwargs.update(kpo_kwargs)
+    return kwargs
+
+
+def container_task(task_id: str, *, image: str, **kwargs: Any) -> PlatformPodOperator:
+    """One container task; see container_task_kwargs for the knobs."""
+    return PlatformPodOperator(task_id=task_id, **container_task_kwargs(image=image, **kwargs))
+
+
+def mapped_container_task(
+    task_id: str, *, image: str, arguments: Any, max_parallel: int | None = None, **kwargs: Any
+) -> Any:
+    """One container task per item of `arguments` (an XComArg of argument lists)."""
+    partial_kwargs = container_task_kwargs(image=image, **kwargs)
+    if max_parallel:
+        partial_kwargs["max_active_tis_per_dagrun"] = max_parallel
+    return PlatformPodOperator.partial(task_id=task_id, **partial_kwargs).expand(
+        arguments=arguments
+    )

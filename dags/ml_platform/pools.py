@@ -1,0 +1,170 @@
+"""Turn "a GPU (of some type)" into tolerations and node affinity, and check where a pod fits.
+
+The same rules serve the container task factory, the pod_mutation_hook, the local runtime
+(which refuses a pod that no pool could schedule) and the contract tests against each stack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from kubernetes.client import models as k8s
+from kubernetes.utils import parse_quantity
+
+from ml_platform.settings import GPU_RESOURCE, PlatformConfig, Pool
+
+POOL_LABEL = "ml-platform/pool"
+
+
+class NoPoolError(ValueError):
+    """No node pool of the environment can run what was asked for."""
+
+
+def select_pool(config: PlatformConfig, gpus: int = 0, gpu_type: str | None = None) -> Pool:
+    """The pool a task asking for `gpus` GPUs (optionally of `gpu_type`) should run on."""
+    if gpus < 0:
+        raise NoPoolError(f"gpus={gpus}: a GPU count cannot be negative")
+    if gpus == 0:
+        if gpu_type:
+            raise NoPoolError(f"gpu_type={gpu_type!r} given with gpus=0: ask for at least 1 GPU")
+        for pool in config.pools:
+            if not pool.has_gpus and not _hard_taints(pool):
+                return pool
+        raise NoPoolError(f"environment {config.environment!r} has no untainted CPU pool")
+    candidates = [p for p in config.pools if p.has_gpus]
+    if gpu_type:
+        candidates = [p for p in candidates if p.gpu_type == gpu_type]
+    fitting = [p for p in candidates if p.gpus_per_node >= gpus]
+    if fitting:
+        return min(fitting, key=lambda p: p.gpus_per_node)
+    gpu_pools = [p for p in config.pools if p.has_gpus]
+    offered = ", ".join(f"{p.name} ({p.gpus_per_node}x {p.gpu_type})" for p in gpu_pools)
+    wanted = f"{gpus} GPU(s)" + (f" of type {gpu_type!r}" if gpu_type else "")
+    raise NoPoolError(
+        f"no pool in environment {config.environment!r} offers {wanted} on one node "
+        f"(GPU pools: {offered or 'none'})"
+    )
+
+
+def _hard_taints(pool: Pool) -> list:
+    return [t for t in pool.taints if t.effect in ("NoSchedule", "NoExecute")]
+
+
+def tolerations_for(pool: Pool) -> list[k8s.V1Toleration]:
+    return [
+        k8s.V1Toleration(key=t.key, operator="Equal", value=t.value, effect=t.effect)
+        for t in pool.taints
+    ]
+
+
+def affinity_for(pool: Pool) -> k8s.V1Affinity:
+    """Required node affinity on every label of the pool: the pod lands on that pool only."""
+    expressions = [
+        k8s.V1NodeSelectorRequirement(key=key, operator="In", values=[value])
+        for key, value in sorted(pool.labels.items())
+    ]
+    return k8s.V1Affinity(
+        node_affinity=k8s.V1NodeAffinity(
+            required_during_scheduling_ignored_during_execution=k8s.V1NodeSelector(
+                node_selector_terms=[k8s.V1NodeSelectorTerm(match_expressions=expressions)]
+            )
+        )
+    )
+
+
+def gpu_request(pod: k8s.V1Pod) -> int:
+    """GPUs the pod asks for: the sum over its containers' nvidia.com/gpu limits."""
+    total = 0
+    for container in pod.spec.containers or []:
+        resources = container.resources
+        limits = (resources.limits if resources else None) or {}
+        requests = (resources.requests if resources else None) or {}
+        total += int(limits.get(GPU_RESOURCE) or requests.get(GPU_RESOURCE) or 0)
+    return total
+
+
+def _tolerates(tolerations: Iterable[k8s.V1Toleration], taint) -> bool:
+    for tol in tolerations:
+        if tol.effect and tol.effect != taint.effect:
+            continue
+        if tol.operator == "Exists":
+            if not tol.key or tol.key == taint.key:
+                return True
+        elif tol.key == taint.key and (tol.value or "") == (taint.value or ""):
+            return True
+    return False
+
+
+def _expression_matches(expr: k8s.V1NodeSelectorRequirement, labels: dict[str, str]) -> bool:
+    present = expr.key in labels
+    if expr.operator == "In":
+        return present and labels[expr.key] in (expr.values or [])
+    if expr.operator == "NotIn":
+        return not present or labels[expr.key] not in (expr.values or [])
+    if expr.operator == "Exists":
+        return present
+    if expr.operator == "DoesNotExist":
+        return not present
+    if expr.operator in ("Gt", "Lt") and present:
+        value, bound = int(labels[expr.key]), int((expr.values or ["0"])[0])
+        return value > bound if expr.operator == "Gt" else value < bound
+    return False
+
+
+def _affinity_matches(affinity: k8s.V1Affinity | None, labels: dict[str, str]) -> bool:
+    node_affinity = affinity.node_affinity if affinity else None
+    required = (
+        node_affinity.required_during_scheduling_ignored_during_execution if node_affinity else None
+    )
+    if not required or not required.node_selector_terms:
+        return True
+    return any(
+        all(_expression_matches(e, labels) for e in (term.match_expressions or []))
+        for term in required.node_selector_terms
+    )
+
+
+def _resource_total(pod: k8s.V1Pod, resource: str) -> float:
+    total = 0.0
+    for container in pod.spec.containers or []:
+        requests = (container.resources.requests if container.resources else None) or {}
+        if resource in requests:
+            total += float(parse_quantity(requests[resource]))
+    return total
+
+
+def unschedulable_reason(pod: k8s.V1Pod, pool: Pool) -> str | None:
+    """Why `pod` cannot run on a node of `pool`, or None when it can."""
+    tolerations = pod.spec.tolerations or []
+    for taint in _hard_taints(pool):
+        if not _tolerates(tolerations, taint):
+            return f"does not tolerate taint {taint.key}={taint.value}:{taint.effect}"
+    for key, value in (pod.spec.node_selector or {}).items():
+        if pool.labels.get(key) != value:
+            return f"nodeSelector {key}={value} does not match the pool's labels"
+    if not _affinity_matches(pod.spec.affinity, pool.labels):
+        return "required node affinity does not match the pool's labels"
+    gpus = gpu_request(pod)
+    if gpus > pool.gpus_per_node:
+        return f"asks for {gpus} GPU(s), nodes have {pool.gpus_per_node}"
+    for resource in ("cpu", "memory"):
+        capacity = pool.node_allocatable.get(resource)
+        wanted = _resource_total(pod, resource)
+        if capacity and wanted > float(parse_quantity(capacity)):
+            return f"requests {resource} {wanted:g} over a node's allocatable {capacity}"
+    return None
+
+
+def fitting_pools(pod: k8s.V1Pod, config: PlatformConfig) -> list[Pool]:
+    return [pool for pool in config.pools if unschedulable_reason(pod, pool) is None]
+
+
+def check_schedulable(pod: k8s.V1Pod, config: PlatformConfig) -> Pool:
+    """The first pool that can run `pod`; raise naming each pool's objection otherwise."""
+    pools = fitting_pools(pod, config)
+    if pools:
+        return pools[0]
+    reasons = "; ".join(f"{p.name}: {unschedulable_reason(pod, p)}" for p in config.pools)
+    raise NoPoolError(
+        f"pod {pod.metadata.name} fits no pool of environment {config.environment!r} ({reasons})"
+    )

@@ -1,0 +1,176 @@
+"""The platform's names and pools, as the deployment provides them.
+
+One JSON document carries every name a DAG needs (namespaces, service accounts, images,
+MLflow URL, storage, node pools). On a cluster the Helm release puts it in the
+ML_PLATFORM_CONFIG environment variable from the Pulumi stack; locally the default file
+beside this module mirrors the `kind` stack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+CONFIG_ENV = "ML_PLATFORM_CONFIG"
+RUNTIME_ENV = "ML_PLATFORM_RUNTIME"
+DEFAULT_CONFIG_FILE = Path(__file__).with_name("platform.kind.json")
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+GPU_RESOURCE = "nvidia.com/gpu"
+
+Runtime = Literal["kubernetes", "local"]
+
+
+class PlatformConfigError(ValueError):
+    """The platform configuration is malformed; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Taint:
+    key: str
+    value: str
+    effect: str
+
+
+@dataclass(frozen=True)
+class Pool:
+    name: str
+    labels: dict[str, str]
+    taints: tuple[Taint, ...]
+    gpu_type: str | None
+    gpus_per_node: int
+    node_allocatable: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def has_gpus(self) -> bool:
+        return self.gpus_per_node > 0
+
+
+@dataclass(frozen=True)
+class Images:
+    registry: str
+    tag: str
+    pull_policy: str
+    names: dict[str, str]
+
+    def ref(self, image: str) -> str:
+        """Full reference of one of the platform's images, e.g. `trainer`."""
+        if image not in self.names:
+            known = ", ".join(sorted(self.names))
+            raise PlatformConfigError(f"unknown platform image {image!r} (known: {known})")
+        return f"{self.registry}/{self.names[image]}:{self.tag}"
+
+
+@dataclass(frozen=True)
+class PlatformConfig:
+    environment: str
+    namespaces: dict[str, str]
+    service_accounts: dict[str, str]
+    images: Images
+    mlflow_tracking_uri: str
+    storage: dict[str, str]
+    pools: tuple[Pool, ...]
+
+    @property
+    def datasets_uri(self) -> str:
+        return self.storage["datasets_uri"]
+
+    def pool(self, name: str) -> Pool:
+        for pool in self.pools:
+            if pool.name == name:
+                return pool
+        raise PlatformConfigError(f"no pool named {name!r} in environment {self.environment!r}")
+
+
+def _require(doc: dict[str, Any], key: str, where: str) -> Any:
+    if key not in doc:
+        raise PlatformConfigError(f"{CONFIG_ENV}: missing key {where}{key}")
+    return doc[key]
+
+
+def _parse_pool(raw: dict[str, Any], index: int) -> Pool:
+    where = f"pools[{index}]."
+    name = _require(raw, "name", where)
+    taints = []
+    for t_index, taint in enumerate(raw.get("taints") or []):
+        t_where = f"{where}taints[{t_index}]."
+        effect = _require(taint, "effect", t_where)
+        if effect not in TAINT_EFFECTS:
+            raise PlatformConfigError(
+                f"{CONFIG_ENV}: {t_where}effect {effect!r} is not one of {', '.join(TAINT_EFFECTS)}"
+            )
+        taints.append(Taint(_require(taint, "key", t_where), taint.get("value", ""), effect))
+    gpu = raw.get("gpu") or {}
+    count = int(gpu.get("count", 0))
+    if gpu and count < 1:
+        raise PlatformConfigError(f"{CONFIG_ENV}: {where}gpu.count must be at least 1")
+    labels = _require(raw, "labels", where)
+    if not labels:
+        raise PlatformConfigError(f"{CONFIG_ENV}: {where}labels must select the pool's nodes")
+    return Pool(
+        name=name,
+        labels=dict(labels),
+        taints=tuple(taints),
+        gpu_type=gpu.get("type"),
+        gpus_per_node=count,
+        node_allocatable=dict(raw.get("node_allocatable") or {}),
+    )
+
+
+def parse_config(doc: dict[str, Any]) -> PlatformConfig:
+    """Turn the JSON document into typed config; a bad key raises with its name."""
+    images = _require(doc, "images", "")
+    pools = tuple(_parse_pool(raw, i) for i, raw in enumerate(_require(doc, "pools", "")))
+    if not pools:
+        raise PlatformConfigError(f"{CONFIG_ENV}: pools is empty")
+    return PlatformConfig(
+        environment=_require(doc, "environment", ""),
+        namespaces=dict(_require(doc, "namespaces", "")),
+        service_accounts=dict(_require(doc, "service_accounts", "")),
+        images=Images(
+            registry=_require(images, "registry", "images."),
+            tag=_require(images, "tag", "images."),
+            pull_policy=images.get("pull_policy", "IfNotPresent"),
+            names=dict(_require(images, "names", "images.")),
+        ),
+        mlflow_tracking_uri=_require(_require(doc, "mlflow", ""), "tracking_uri", "mlflow."),
+        storage=dict(_require(doc, "storage", "")),
+        pools=pools,
+    )
+
+
+def read_config_document() -> dict[str, Any]:
+    """The raw JSON document: ML_PLATFORM_CONFIG (JSON text or a file path), else the default."""
+    value = os.environ.get(CONFIG_ENV, "").strip()
+    if not value:
+        return json.loads(DEFAULT_CONFIG_FILE.read_text())
+    if value.startswith("{"):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise PlatformConfigError(f"{CONFIG_ENV}: not valid JSON ({exc})") from None
+    path = Path(value)
+    if not path.is_file():
+        raise PlatformConfigError(f"{CONFIG_ENV}: {value} is neither JSON nor an existing file")
+    return json.loads(path.read_text())
+
+
+@cache
+def _cached(value: str) -> PlatformConfig:
+    return parse_config(read_config_document())
+
+
+def platform_config() -> PlatformConfig:
+    """The configuration for this process; re-read whenever ML_PLATFORM_CONFIG changes."""
+    return _cached(os.environ.get(CONFIG_ENV, ""))
+
+
+def runtime() -> Runtime:
+    """`kubernetes` (pods) unless ML_PLATFORM_RUNTIME=local (same commands, local processes)."""
+    value = os.environ.get(RUNTIME_ENV, "kubernetes").strip().lower()
+    if value not in ("kubernetes", "local"):
+        raise PlatformConfigError(f"{RUNTIME_ENV}={value!r}: expected 'kubernetes' or 'local'")
+    return value  # type: ignore[return-value]
