@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+
 from ml_platform.local.mlflow_server import MlflowServer, local_mlflow_server
 
 
