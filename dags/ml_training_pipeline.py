@@ -73,6 +73,7 @@ with DAG(
             "validate",
             image="trainer",
             arguments=["validate", "--input-uri", PARTITION_URI],
+            retries=0,  # bad data stays bad: fail at once, with the validator's message
         )
         preprocess = container_task(
             "preprocess",

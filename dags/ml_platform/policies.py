@@ -11,7 +11,7 @@ import logging
 
 from kubernetes.client import models as k8s
 
-from ml_platform.pools import NoPoolError, affinity_for, fitting_pools, gpu_request
+from ml_platform.pools import NoPoolError, _tolerates, affinity_for, fitting_pools, gpu_request
 from ml_platform.settings import PlatformConfig, Pool, platform_config
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,9 @@ def _gpu_pool_for(pod: k8s.V1Pod, gpus: int, config: PlatformConfig) -> Pool:
 def _add_tolerations(pod: k8s.V1Pod, pool: Pool) -> None:
     tolerations = list(pod.spec.tolerations or [])
     for taint in pool.taints:
-        if not any(t.key == taint.key and t.effect in (None, taint.effect) for t in tolerations):
+        # Same matching as the scheduler: a toleration for the key with another value
+        # (nvidia.com/gpu=true on a pool tainted nvidia.com/gpu=present) does not count.
+        if not _tolerates(tolerations, taint):
             tolerations.append(
                 k8s.V1Toleration(
                     key=taint.key, operator="Equal", value=taint.value, effect=taint.effect

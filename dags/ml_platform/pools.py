@@ -128,8 +128,11 @@ def _resource_total(pod: k8s.V1Pod, resource: str) -> float:
     total = 0.0
     for container in pod.spec.containers or []:
         requests = (container.resources.requests if container.resources else None) or {}
-        if resource in requests:
-            total += float(parse_quantity(requests[resource]))
+        limits = (container.resources.limits if container.resources else None) or {}
+        # Kubernetes defaults a request that is not set to the container's limit.
+        quantity = requests.get(resource) or limits.get(resource)
+        if quantity:
+            total += float(parse_quantity(quantity))
     return total
 
 

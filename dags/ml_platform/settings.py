@@ -155,7 +155,10 @@ def read_config_document() -> dict[str, Any]:
     path = Path(value)
     if not path.is_file():
         raise PlatformConfigError(f"{CONFIG_ENV}: {value} is neither JSON nor an existing file")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise PlatformConfigError(f"{CONFIG_ENV}: {value} is not valid JSON ({exc})") from None
 
 
 @cache

@@ -1,0 +1,56 @@
+"""Namespace, service account, image and runtime settings come from the platform config."""
+
+from __future__ import annotations
+
+import pytest
+from kubernetes.client import models as k8s
+
+from ml_platform.settings import PlatformConfig
+
+XCOM_SIDECAR = "airflow-xcom-sidecar"
+
+
+@pytest.mark.usefixtures("container_task")
+def test_namespace_and_service_account_are_the_configs(
+    container_pod: k8s.V1Pod, platform: PlatformConfig
+):
+    assert container_pod.metadata.namespace == platform.namespaces["training"]
+    assert container_pod.spec.service_account_name in platform.service_accounts.values()
+
+
+def test_pipeline_service_accounts(pipeline_pods: dict[str, k8s.V1Pod], platform: PlatformConfig):
+    """Only deploy runs as the deployer (it may change serving); the rest as the trainer."""
+    accounts = {task_id: pod.spec.service_account_name for task_id, pod in pipeline_pods.items()}
+    assert accounts.pop("deploy") == platform.service_accounts["deployer"]
+    assert set(accounts.values()) == {platform.service_accounts["training"]}
+
+
+@pytest.mark.usefixtures("container_task")
+def test_image_is_a_platform_image(container_pod: k8s.V1Pod, platform: PlatformConfig):
+    image = container_pod.metadata.labels["ml-platform/image"]
+    base = container_pod.spec.containers[0]
+    assert base.image == platform.images.ref(image)
+    assert base.image_pull_policy == platform.images.pull_policy
+
+
+@pytest.mark.usefixtures("container_task")
+def test_platform_env(container_pod: k8s.V1Pod, platform: PlatformConfig):
+    env = {var.name: var.value for var in container_pod.spec.containers[0].env}
+    assert env["MLFLOW_TRACKING_URI"] == platform.mlflow_tracking_uri
+    assert env["ML_PLATFORM_DATASETS_URI"] == platform.datasets_uri
+    assert env["AIRFLOW_CTX_MAP_INDEX"] == "{{ ti.map_index }}"
+
+
+@pytest.mark.usefixtures("container_task")
+def test_main_container_runs_unprivileged(container_pod: k8s.V1Pod):
+    security = container_pod.spec.containers[0].security_context
+    assert security.run_as_non_root is True
+    assert security.allow_privilege_escalation is False
+    assert security.capabilities.drop == ["ALL"]
+
+
+@pytest.mark.usefixtures("container_task")
+def test_xcom_sidecar_is_present(container_pod: k8s.V1Pod):
+    """Results come back through the sidecar: select_best and the branch read them."""
+    names = [container.name for container in container_pod.spec.containers]
+    assert names[0] == "base" and XCOM_SIDECAR in names

@@ -1,0 +1,60 @@
+"""unschedulable_reason compares a pod's CPU and memory with a node's allocatable.
+
+A request that is not set defaults to the limit, as in Kubernetes, so a limit-only pod
+(the way many KubernetesPodOperators are written) is measured by its limits.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from kubernetes.client import models as k8s
+
+from ml_platform.container import container_task
+from ml_platform.pools import NoPoolError, check_schedulable, select_pool, unschedulable_reason
+from ml_platform.settings import PlatformConfig
+
+
+@pytest.fixture(autouse=True)
+def _kind_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Node sizes below are the kind stack's: 4 CPUs and 8Gi per node."""
+    monkeypatch.delenv("ML_PLATFORM_CONFIG", raising=False)
+
+
+def _pod(**resources: dict[str, str]) -> k8s.V1Pod:
+    container = k8s.V1Container(
+        name="base", image="busybox", resources=k8s.V1ResourceRequirements(**resources)
+    )
+    return k8s.V1Pod(
+        metadata=k8s.V1ObjectMeta(name="sized"), spec=k8s.V1PodSpec(containers=[container])
+    )
+
+
+def test_within_a_node(platform: PlatformConfig):
+    pod = _pod(requests={"cpu": "3500m", "memory": "6Gi"})
+    assert unschedulable_reason(pod, select_pool(platform)) is None
+
+
+@pytest.mark.parametrize(
+    ("resources", "reason"),
+    [
+        ({"requests": {"cpu": "8"}}, r"requests cpu 8 over a node's allocatable 4$"),
+        ({"requests": {"memory": "16Gi"}}, r"requests memory \S+ over a node's allocatable 8Gi$"),
+        ({"limits": {"cpu": "8"}}, r"requests cpu 8 over a node's allocatable 4$"),
+        ({"limits": {"memory": "32Gi"}}, r"requests memory \S+ over a node's allocatable 8Gi$"),
+    ],
+    ids=["cpu request", "memory request", "cpu limit only", "memory limit only"],
+)
+def test_over_a_node(resources: dict, reason: str, platform: PlatformConfig):
+    assert re.search(reason, unschedulable_reason(_pod(**resources), select_pool(platform)) or "")
+
+
+def test_factory_task_too_big_for_every_node_is_caught(platform: PlatformConfig):
+    """The factory picks the pool by GPUs only; the contract check catches the size."""
+    too_big = container_task("too_big", image="trainer", memory="16Gi")
+    pod = too_big.build_pod_request_obj(dry_run=True)
+    with pytest.raises(NoPoolError) as raised:
+        check_schedulable(pod, platform)
+    for pool in platform.pools:
+        assert f"{pool.name}: " in str(raised.value)
