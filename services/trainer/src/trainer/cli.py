@@ -1,0 +1,221 @@
+"""`trainer [--xcom-path PATH] <subcommand>`: the entry point the Airflow DAGs call.
+
+Each subcommand writes its result as JSON to the XCom path and logs it as one line.
+Exit codes: 0 success, 1 a TrainerError (one line on stderr), 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from trainer.errors import TrainerError
+from trainer.hyperparams import OPTIMIZERS, Hyperparams
+from trainer.metrics import GATING_METRICS
+from trainer.xcom import DEFAULT_XCOM_PATH, XCOM_ENV, write_xcom, xcom_path
+
+log = logging.getLogger("trainer")
+
+PROG = "trainer"
+
+
+def _bounded(
+    kind: Callable[[str], float], low: float | None, high: float | None, closed_high: bool = True
+) -> Callable[[str], float]:
+    """An argparse type that parses with `kind` and rejects values outside [low, high]."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {kind.__name__}") from None
+        too_high = high is not None and (value > high if closed_high else value >= high)
+        if (low is not None and value < low) or too_high:
+            upper = "" if high is None else f" and {'at most' if closed_high else 'below'} {high:g}"
+            raise argparse.ArgumentTypeError(f"{text} must be at least {low:g}{upper}")
+        return value
+
+    return parse
+
+
+def _open_fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a valid float") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be between 0 and 1 (exclusive)")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _bounded(float, 0, None)(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text} must be greater than 0")
+    return value
+
+
+def _hidden_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of layer widths such as 64,32"
+        ) from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: every layer width must be at least 1")
+    return sizes
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Generate, validate, preprocess, train and evaluate churn models."
+    )
+    parser.add_argument(
+        "--xcom-path",
+        help=f"where to write the result JSON (default: ${XCOM_ENV}, else {DEFAULT_XCOM_PATH})",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="<subcommand>")
+
+    gen = commands.add_parser("generate", help="write a synthetic daily partition")
+    gen.add_argument("--date", required=True, help="partition date, YYYY-MM-DD (seeds the data)")
+    gen.add_argument("--output-uri", required=True, help="partition folder (file://, s3://, path)")
+    gen.add_argument("--rows", type=_bounded(int, 1, None), default=4000)
+    gen.add_argument(
+        "--drift", type=_bounded(float, 0, 5), default=0.0, help="0 = reference distribution"
+    )
+    gen.set_defaults(handler=_generate)
+
+    val = commands.add_parser("validate", help="check a partition or Parquet file")
+    val.add_argument("--input-uri", required=True, help="partition folder or one .parquet file")
+    val.add_argument(
+        "--report-uri",
+        help="report JSON (default: <partition>/_validation.json, or <file>.validation.json)",
+    )
+    val.set_defaults(handler=_validate)
+
+    pre = commands.add_parser("preprocess", help="validate, split and scale")
+    pre.add_argument("--input-uri", required=True)
+    pre.add_argument("--output-uri", required=True)
+    pre.add_argument("--seed", type=_bounded(int, 0, None), default=42)
+    pre.add_argument("--val-fraction", type=_open_fraction, default=0.15)
+    pre.add_argument("--test-fraction", type=_open_fraction, default=0.15)
+    pre.set_defaults(handler=_preprocess)
+
+    defaults = Hyperparams()
+    tr = commands.add_parser("train", help="train the MLP and log it to MLflow")
+    tr.add_argument("--data-uri", required=True, help="a preprocess output folder")
+    tr.add_argument("--experiment", required=True, help="MLflow experiment (created if missing)")
+    tr.add_argument("--learning-rate", type=_positive_float, default=defaults.learning_rate)
+    tr.add_argument("--batch-size", type=_bounded(int, 1, None), default=defaults.batch_size)
+    tr.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
+    tr.add_argument("--epochs", type=_bounded(int, 1, None), default=defaults.epochs)
+    tr.add_argument(
+        "--hidden-sizes",
+        type=_hidden_sizes,
+        default=defaults.hidden_sizes,
+        help="layer widths, e.g. 64,32",
+    )
+    tr.add_argument(
+        "--dropout", type=_bounded(float, 0, 1, closed_high=False), default=defaults.dropout
+    )
+    tr.add_argument("--weight-decay", type=_bounded(float, 0, None), default=defaults.weight_decay)
+    tr.add_argument("--seed", type=_bounded(int, 0, None), default=defaults.seed)
+    tr.set_defaults(handler=_train)
+
+    ev = commands.add_parser("evaluate", help="compare a candidate with the @champion")
+    ev.add_argument("--model-uri", required=True, help="the candidate, e.g. models:/m-...")
+    ev.add_argument("--data-uri", required=True, help="a preprocess output folder")
+    ev.add_argument("--model-name", required=True, help="registered model holding @champion")
+    ev.add_argument("--run-id", help="candidate's MLflow run: gets eval_<metric> and tags")
+    ev.add_argument("--metric", choices=GATING_METRICS, default="roc_auc")
+    ev.add_argument("--min-metric", type=float, default=0.7)
+    ev.add_argument("--min-improvement", type=float, default=0.005)
+    ev.set_defaults(handler=_evaluate)
+    return parser
+
+
+# Handlers import their module lazily: `trainer validate` need not import torch or mlflow.
+def _generate(args: argparse.Namespace) -> dict:
+    from trainer.generate import run_generate
+
+    return run_generate(args.date, args.output_uri, args.rows, args.drift)
+
+
+def _validate(args: argparse.Namespace) -> dict:
+    from trainer.validation import run_validate
+
+    return run_validate(args.input_uri, args.report_uri)
+
+
+def _preprocess(args: argparse.Namespace) -> dict:
+    from trainer.preprocess import run_preprocess
+
+    return run_preprocess(
+        args.input_uri, args.output_uri, args.seed, args.val_fraction, args.test_fraction
+    )
+
+
+def _train(args: argparse.Namespace) -> dict:
+    from trainer.train import run_train
+
+    hp = Hyperparams(
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        epochs=args.epochs,
+        hidden_sizes=tuple(args.hidden_sizes),
+        dropout=args.dropout,
+        weight_decay=args.weight_decay,
+        seed=args.seed,
+    )
+    return run_train(args.data_uri, args.experiment, hp)
+
+
+def _evaluate(args: argparse.Namespace) -> dict:
+    from trainer.evaluate import run_evaluate
+
+    return run_evaluate(
+        args.model_uri,
+        args.data_uri,
+        args.model_name,
+        args.run_id,
+        args.metric,
+        args.min_metric,
+        args.min_improvement,
+    )
+
+
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at emit time (tests swap it between runs)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def _configure_logging() -> None:
+    root = logging.getLogger()
+    if not any(isinstance(h, _CurrentStderrHandler) for h in root.handlers):
+        handler = _CurrentStderrHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging()
+    try:
+        path = xcom_path(args.xcom_path)
+        result = args.handler(args)
+        write_xcom(result, path)
+    except TrainerError as exc:
+        message = " ".join(str(exc).split())  # one line, whatever the cause put in it
+        print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
+        return 1
+    log.info("%s: %s", args.command, json.dumps(result, sort_keys=True))
+    return 0

@@ -1,0 +1,196 @@
+"""Read and write files by URI: file:///abs/path, plain paths, or s3://bucket/key.
+
+s3:// goes to the S3-compatible endpoint in AWS_ENDPOINT_URL (else MLFLOW_S3_ENDPOINT_URL),
+with the standard AWS credential variables; pyarrow.fs does the I/O, so no s3fs is needed.
+Every function normalises its URI first, so errors always name the canonical URI.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import posixpath
+import uuid
+from typing import Any
+from urllib.parse import urlparse
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from trainer.errors import StorageError
+
+_DEFAULT_REGION = "us-east-1"
+
+
+def normalize(uri: str) -> str:
+    """The canonical form of `uri`: plain paths become absolute file:// URIs."""
+    if not uri:
+        raise StorageError("empty URI")
+    parsed = urlparse(uri)
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise StorageError(f"{uri}: an s3:// URI needs a bucket")
+        return uri.rstrip("/") if parsed.path not in ("", "/") else f"s3://{parsed.netloc}"
+    if parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise StorageError(f"{uri}: file:// URIs must be absolute (file:///path)")
+        return "file://" + _clean_local(parsed.path)
+    if parsed.scheme and len(parsed.scheme) > 1:  # one letter would be a Windows drive
+        raise StorageError(
+            f"{uri}: unsupported URI scheme {parsed.scheme!r} (use file:// or s3://)"
+        )
+    return "file://" + _clean_local(os.path.abspath(uri))
+
+
+def _clean_local(path: str) -> str:
+    cleaned = posixpath.normpath(path)
+    return "/" if cleaned == "/" else cleaned.rstrip("/")
+
+
+def join(uri: str, name: str) -> str:
+    """`name` inside the folder `uri`."""
+    return normalize(uri).rstrip("/") + "/" + name.lstrip("/")
+
+
+def _s3_filesystem() -> pafs.S3FileSystem:
+    """A filesystem for the configured endpoint; credentials come from the AWS variables."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
+    # An explicit region avoids a slow lookup that fails outside AWS.
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    options: dict[str, Any] = {
+        "region": region or _DEFAULT_REGION,
+        "connect_timeout": 10,
+        "request_timeout": 60,
+    }
+    if endpoint:
+        parsed = urlparse(endpoint)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise StorageError(f"AWS_ENDPOINT_URL {endpoint!r} must look like http://host:port")
+        options["endpoint_override"] = parsed.netloc
+        options["scheme"] = parsed.scheme
+    return pafs.S3FileSystem(**options)
+
+
+def _resolve(uri: str) -> tuple[pafs.FileSystem, str]:
+    uri = normalize(uri)
+    parsed = urlparse(uri)
+    if parsed.scheme == "s3":
+        return _s3_filesystem(), (parsed.netloc + parsed.path).rstrip("/")
+    return pafs.LocalFileSystem(), parsed.path
+
+
+def _info(uri: str) -> pafs.FileInfo:
+    uri = normalize(uri)
+    filesystem, path = _resolve(uri)
+    try:
+        return filesystem.get_file_info(path)
+    except OSError as exc:
+        raise StorageError(f"{uri}: cannot inspect: {_one_line(exc)}") from exc
+
+
+def exists(uri: str) -> bool:
+    return _info(uri).type != pafs.FileType.NotFound
+
+
+def is_dir(uri: str) -> bool:
+    return _info(uri).type == pafs.FileType.Directory
+
+
+def list_files(uri: str, suffix: str = "") -> list[str]:
+    """URIs of the files directly inside the folder `uri` whose names end with `suffix`, sorted."""
+    uri = normalize(uri)
+    filesystem, path = _resolve(uri)
+    try:
+        infos = filesystem.get_file_info(pafs.FileSelector(path, allow_not_found=False))
+    except FileNotFoundError:
+        raise StorageError(f"{uri}: not found") from None
+    except OSError as exc:
+        raise StorageError(f"{uri}: cannot list: {_one_line(exc)}") from exc
+    names = sorted(
+        info.base_name
+        for info in infos
+        if info.type == pafs.FileType.File and info.base_name.endswith(suffix)
+    )
+    return [join(uri, name) for name in names]
+
+
+def read_bytes(uri: str) -> bytes:
+    uri = normalize(uri)
+    filesystem, path = _resolve(uri)
+    info = _info(uri)
+    if info.type == pafs.FileType.NotFound:
+        raise StorageError(f"{uri}: not found")
+    if info.type != pafs.FileType.File:
+        raise StorageError(f"{uri}: is a folder, expected a file")
+    try:
+        with filesystem.open_input_stream(path) as stream:
+            return stream.read()
+    except OSError as exc:
+        raise StorageError(f"{uri}: cannot read: {_one_line(exc)}") from exc
+
+
+def write_bytes(data: bytes, uri: str) -> None:
+    """Writes the whole file or nothing: local files go through a temporary name first."""
+    uri = normalize(uri)
+    filesystem, path = _resolve(uri)
+    try:
+        if isinstance(filesystem, pafs.LocalFileSystem):
+            filesystem.create_dir(posixpath.dirname(path), recursive=True)
+            temporary = f"{path}.tmp-{uuid.uuid4().hex}"
+            try:
+                with filesystem.open_output_stream(temporary) as stream:
+                    stream.write(data)
+                filesystem.move(temporary, path)
+            finally:
+                if filesystem.get_file_info(temporary).type != pafs.FileType.NotFound:
+                    filesystem.delete_file(temporary)
+        else:
+            # An S3 PUT is atomic already; object stores have no folders to create.
+            with filesystem.open_output_stream(path) as stream:
+                stream.write(data)
+    except OSError as exc:
+        raise StorageError(f"{uri}: cannot write: {_one_line(exc)}") from exc
+
+
+def parse_parquet(data: bytes, uri: str) -> pa.Table:
+    """The table in `data`, read from `uri`; corrupt bytes raise StorageError naming it."""
+    try:
+        return pq.read_table(pa.BufferReader(data))
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise StorageError(f"{uri}: not a readable Parquet file ({_one_line(exc)})") from exc
+
+
+def read_table(uri: str) -> pa.Table:
+    uri = normalize(uri)
+    return parse_parquet(read_bytes(uri), uri)
+
+
+def read_parquet(uri: str) -> pd.DataFrame:
+    return read_table(uri).to_pandas()
+
+
+def write_parquet(frame: pd.DataFrame, uri: str) -> None:
+    buffer = io.BytesIO()
+    # No index and fixed writer settings, so equal frames give equal bytes.
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buffer)
+    write_bytes(buffer.getvalue(), uri)
+
+
+def read_json(uri: str) -> Any:
+    uri = normalize(uri)
+    data = read_bytes(uri)
+    try:
+        return json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StorageError(f"{uri}: not valid JSON ({_one_line(exc)})") from exc
+
+
+def write_json(value: Any, uri: str) -> None:
+    write_bytes((json.dumps(value, indent=2, sort_keys=True) + "\n").encode(), uri)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__

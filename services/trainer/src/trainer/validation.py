@@ -1,0 +1,291 @@
+"""Checks a raw partition (or one Parquet file) against the schema and reports every problem."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from trainer import schema, storage
+from trainer.errors import StorageError, ValidationError
+
+log = logging.getLogger(__name__)
+
+# In the order they run; a check skips the columns or files an earlier one already failed.
+CHECK_NAMES = (
+    "input_found",
+    "parquet_readable",
+    "not_empty",
+    "columns_present",
+    "no_all_null_columns",
+    "no_nulls",
+    "dtypes",
+    "finite_values",
+    "label_classes",
+    "value_ranges",
+    "unique_ids",
+)
+_EXAMPLES = 3  # offending values quoted per problem
+
+
+@dataclass
+class _Check:
+    name: str
+    problems: list[str] = field(default_factory=list)
+    ran: bool = False
+
+    def to_dict(self) -> dict:
+        status = "failed" if self.problems else ("passed" if self.ran else "skipped")
+        return {"name": self.name, "status": status, "problems": self.problems}
+
+
+@dataclass
+class Validation:
+    """The outcome for one input: the report, and the rows when they are valid."""
+
+    input_uri: str
+    files: list[str]
+    rows: int
+    dataset_version: str | None
+    checks: list[_Check]
+    frame: pd.DataFrame | None = None
+
+    @property
+    def problems(self) -> list[str]:
+        return [problem for check in self.checks for problem in check.problems]
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems and self.frame is not None
+
+    def report(self) -> dict:
+        return {
+            "input_uri": self.input_uri,
+            "files": self.files,
+            "rows": self.rows,
+            "dataset_version": self.dataset_version,
+            "valid": self.valid,
+            "checks": [check.to_dict() for check in self.checks],
+            "schema": {c.name: c.dtype for c in schema.COLUMNS},
+            "validated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+
+    def error(self, report_uri: str | None = None) -> ValidationError:
+        problems = self.problems
+        more = len(problems) - 1
+        suffix = ""
+        if more:
+            suffix = f" (+{more} more problem{'s' if more > 1 else ''}"
+            suffix += f", see {report_uri})" if report_uri else ")"
+        return ValidationError(problems[0] + suffix)
+
+
+def default_report_uri(input_uri: str) -> str:
+    """<partition>/_validation.json for a folder; <name>.validation.json beside a file."""
+    input_uri = storage.normalize(input_uri)
+    if input_uri.endswith(".parquet"):
+        return input_uri.removesuffix(".parquet") + ".validation.json"
+    return storage.join(input_uri, "_validation.json")
+
+
+def validate_input(input_uri: str) -> Validation:
+    """Reads every Parquet file of `input_uri` once and runs all checks on it."""
+    input_uri = storage.normalize(input_uri)
+    checks = {name: _Check(name) for name in CHECK_NAMES}
+    result = Validation(input_uri, [], 0, None, list(checks.values()))
+
+    found = checks["input_found"]
+    found.ran = True
+    if not storage.exists(input_uri):
+        found.problems.append(f"{input_uri}: not found")
+        return result
+    if storage.is_dir(input_uri):
+        files = storage.list_files(input_uri, ".parquet")
+        if not files:
+            found.problems.append(f"{input_uri}: the folder holds no .parquet files")
+            return result
+    else:
+        files = [input_uri]
+    result.files = files
+
+    # One read per file serves both the version hash and the parsing (S3 reads cost).
+    digest = hashlib.sha256()
+    tables: dict[str, pa.Table] = {}
+    readable = checks["parquet_readable"]
+    readable.ran = True
+    for uri in files:
+        data = storage.read_bytes(uri)
+        digest.update(data)
+        try:
+            tables[uri] = storage.parse_parquet(data, uri)
+        except StorageError as exc:
+            readable.problems.append(str(exc))
+    result.dataset_version = digest.hexdigest()
+    log.info("read %d file(s) from %s", len(files), input_uri)
+
+    frames = {uri: _check_file(uri, table, checks) for uri, table in tables.items()}
+    result.rows = sum(table.num_rows for table in tables.values())
+    if result.problems or not frames:
+        return result
+
+    frame = pd.concat(list(frames.values()), ignore_index=True)
+    _check_both_classes(input_uri if len(files) > 1 else files[0], frame, checks["label_classes"])
+    _check_unique_ids(frames, checks["unique_ids"])
+    if not result.problems:
+        result.frame = frame
+    return result
+
+
+def _check_file(uri: str, table: pa.Table, checks: dict[str, _Check]) -> pd.DataFrame:
+    """Per-file checks; returns the file's schema columns as a frame."""
+    for name in CHECK_NAMES[2:]:
+        checks[name].ran = True
+    if table.num_rows == 0:
+        checks["not_empty"].problems.append(f"{uri}: has 0 rows")
+
+    missing = [c.name for c in schema.COLUMNS if c.name not in table.column_names]
+    if missing:
+        names = ", ".join(repr(m) for m in missing)
+        checks["columns_present"].problems.append(f"{uri}: missing column(s) {names}")
+
+    usable: list[schema.Column] = []
+    for column in schema.COLUMNS:
+        if column.name in missing:
+            continue
+        nulls = table.column(column.name).null_count
+        if table.num_rows and nulls == table.num_rows:
+            checks["no_all_null_columns"].problems.append(
+                f"{uri}: column {column.name!r} is entirely null"
+            )
+        elif nulls:
+            checks["no_nulls"].problems.append(
+                f"{uri}: column {column.name!r} has {nulls} null value(s)"
+            )
+        else:
+            usable.append(column)
+
+    frame = table.select([c.name for c in schema.COLUMNS if c.name not in missing]).to_pandas()
+    for column in usable:
+        values = frame[column.name]
+        if not _dtype_matches(values.dtype, column):
+            checks["dtypes"].problems.append(
+                f"{uri}: column {column.name!r} has dtype {values.dtype}, expected {column.dtype}"
+            )
+            continue
+        if not _finite(uri, column, values.to_numpy(np.float64), checks["finite_values"]):
+            continue
+        if column is schema.LABEL:
+            _check_label_values(uri, values, checks["label_classes"])
+        else:
+            _check_range(uri, column, values, checks["value_ranges"])
+    return frame
+
+
+def _dtype_matches(dtype: object, column: schema.Column) -> bool:
+    if pd.api.types.is_bool_dtype(dtype):
+        return False
+    if column.is_integer:
+        return pd.api.types.is_integer_dtype(dtype)
+    return pd.api.types.is_numeric_dtype(dtype)
+
+
+def _finite(uri: str, column: schema.Column, values: np.ndarray, check: _Check) -> bool:
+    nan = int(np.isnan(values).sum())
+    inf = int(np.isinf(values).sum())
+    if nan:
+        check.problems.append(f"{uri}: column {column.name!r} has {nan} NaN value(s)")
+    if inf:
+        check.problems.append(f"{uri}: column {column.name!r} has {inf} infinite value(s)")
+    return not (nan or inf)
+
+
+def _check_label_values(uri: str, values: pd.Series, check: _Check) -> None:
+    unexpected = sorted(set(values.unique().tolist()) - set(schema.LABEL.allowed or ()))
+    if unexpected:
+        shown = ", ".join(_show(v) for v in unexpected[:_EXAMPLES])
+        check.problems.append(
+            f"{uri}: column {schema.LABEL.name!r} has values other than 0 and 1 (e.g. {shown})"
+        )
+
+
+def _show(value: float) -> str:
+    """A value as a person would write it: 3, not 3.0; 0.25, not 2.5e-01."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _check_both_classes(where: str, frame: pd.DataFrame, check: _Check) -> None:
+    present = sorted(frame[schema.LABEL.name].unique().tolist())
+    if len(present) == 1:
+        check.problems.append(
+            f"{where}: column {schema.LABEL.name!r} has a single class ({present[0]}); "
+            "both 0 and 1 are needed"
+        )
+
+
+def _check_range(uri: str, column: schema.Column, values: pd.Series, check: _Check) -> None:
+    if column.allowed is not None:
+        bad = values[~values.isin(column.allowed)]
+    else:
+        outside = pd.Series(False, index=values.index)
+        if column.minimum is not None:
+            outside |= values < column.minimum
+        if column.maximum is not None:
+            outside |= values > column.maximum
+        bad = values[outside]
+    if len(bad):
+        shown = ", ".join(_show(v) for v in bad.unique()[:_EXAMPLES])
+        check.problems.append(
+            f"{uri}: column {column.name!r} has {len(bad)} value(s) outside "
+            f"{column.describe_range()} (e.g. {shown})"
+        )
+
+
+def _check_unique_ids(frames: dict[str, pd.DataFrame], check: _Check) -> None:
+    ids = pd.concat(
+        [pd.DataFrame({"id": f[schema.ID.name], "file": uri}) for uri, f in frames.items()],
+        ignore_index=True,
+    )
+    duplicated = ids[ids["id"].duplicated(keep=False)]
+    for id_value, group in list(duplicated.groupby("id", sort=True))[:_EXAMPLES]:
+        files = sorted(set(group["file"]))
+        where = files[0] if len(files) == 1 else " and ".join(files)
+        check.problems.append(f"{where}: {schema.ID.name} {id_value} appears {len(group)} times")
+    others = duplicated["id"].nunique() - _EXAMPLES
+    if others > 0:
+        check.problems.append(f"{len(frames)} file(s): {others} more duplicated {schema.ID.name}s")
+
+
+def run_validate(input_uri: str, report_uri: str | None) -> dict:
+    """The validate subcommand: writes the report, raises ValidationError when invalid."""
+    input_uri = storage.normalize(input_uri)
+    explicit_report = report_uri is not None
+    report_uri = storage.normalize(report_uri) if report_uri else default_report_uri(input_uri)
+    log.info("validating %s", input_uri)
+    result = validate_input(input_uri)
+    found = not result.checks[0].problems
+    if result.valid:
+        storage.write_json(result.report(), report_uri)
+        log.info("%s is valid: %d rows, version %s", input_uri, result.rows, result.dataset_version)
+        return {
+            "valid": True,
+            "rows": result.rows,
+            "dataset_version": result.dataset_version,
+            "report_uri": report_uri,
+            "input_uri": input_uri,
+        }
+    # A report for a missing input would create the missing folder, unless asked for elsewhere.
+    if found or explicit_report:
+        try:
+            storage.write_json(result.report(), report_uri)
+            log.info("wrote the failed validation report to %s", report_uri)
+        except StorageError as exc:
+            log.warning("could not write the validation report: %s", exc)
+            report_uri = None
+    else:
+        report_uri = None
+    raise result.error(report_uri)
