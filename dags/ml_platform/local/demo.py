@@ -53,7 +53,12 @@ def generate_partition(local_dir: Path, day: date, drift: float, rows: int) -> s
 
 
 def run_dag_locally(
-    local_dir: Path, mlflow_uri: str, day: date, conf: dict[str, Any], timeout_s: float = 1800
+    local_dir: Path,
+    mlflow_uri: str,
+    day: date,
+    conf: dict[str, Any],
+    dag_id: str = DAG_ID,
+    timeout_s: float = 1800,
 ) -> dict[str, Any]:
     """Run the DAG in a process of its own (Airflow reads its settings at import)."""
     env = {**os.environ, **local_environment(local_dir, mlflow_uri)}
@@ -64,7 +69,7 @@ def run_dag_locally(
                 sys.executable,
                 "-m",
                 "ml_platform.local.run_dag",
-                DAG_ID,
+                dag_id,
                 "--date",
                 day.isoformat(),
                 "--conf",

@@ -43,6 +43,10 @@ def local_environment(local_dir: Path, mlflow_uri: str) -> dict[str, str]:
     return {
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+        # The runner itself lives in the DAGs folder's platform library.
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(DAGS_FOLDER), os.environ.get("PYTHONPATH")])
+        ),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
         # The partition sensor's File connection: paths are absolute.
@@ -68,8 +72,10 @@ def prepare_airflow_home() -> None:
 def run(dag_id: str, logical_date: datetime, conf: dict[str, Any]) -> dict[str, Any]:
     """dag.test() one run; returns the run's state, each task's states and notify's result."""
     from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.dagrun import DagRun
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     bag = DagBag(dag_folder=str(DAGS_FOLDER))
     if bag.import_errors:
@@ -97,6 +103,11 @@ def run(dag_id: str, logical_date: datetime, conf: dict[str, Any]) -> dict[str, 
             for x in xcoms
             if x.key == "return_value" and x.map_index < 0
         }
+        # Runs this one triggered (e.g. retraining) are queued for a scheduler, not run here.
+        all_runs = session.scalars(select(DagRun)).all()
+        dag_runs = [
+            {"dag_id": r.dag_id, "run_id": r.run_id, "state": str(r.state)} for r in all_runs
+        ]
     return {
         "dag_id": dag_id,
         "run_id": dag_run.run_id,
@@ -105,6 +116,7 @@ def run(dag_id: str, logical_date: datetime, conf: dict[str, Any]) -> dict[str, 
         "task_states": task_states,
         "task_durations_s": durations,
         "results": results,
+        "dag_runs": dag_runs,
     }
 
 

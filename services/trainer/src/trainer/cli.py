@@ -135,6 +135,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--min-metric", type=float, default=0.7)
     ev.add_argument("--min-improvement", type=float, default=0.005)
     ev.set_defaults(handler=_evaluate)
+
+    mon = commands.add_parser("monitor", help="drift of new data and decay of the @champion")
+    mon.add_argument("--current-uri", required=True, help="the newest labelled partition")
+    mon.add_argument("--model-name", required=True, help="registered model holding @champion")
+    mon.add_argument(
+        "--reference-uri", help="training reference (default: the champion's training partition)"
+    )
+    mon.add_argument("--metric", choices=GATING_METRICS, default="roc_auc")
+    mon.add_argument("--psi-threshold", type=_positive_float, default=0.2)
+    mon.add_argument("--min-metric", type=float, default=0.7)
+    mon.set_defaults(handler=_monitor)
     return parser
 
 
@@ -186,6 +197,19 @@ def _evaluate(args: argparse.Namespace) -> dict:
         args.metric,
         args.min_metric,
         args.min_improvement,
+    )
+
+
+def _monitor(args: argparse.Namespace) -> dict:
+    from trainer.monitor import run_monitor
+
+    return run_monitor(
+        args.current_uri,
+        args.model_name,
+        args.reference_uri,
+        args.metric,
+        args.psi_threshold,
+        args.min_metric,
     )
 
 

@@ -1,0 +1,91 @@
+"""Watch each new partition for drift and the champion for decay; retrain when either crosses.
+
+Computes PSI per feature of the day's partition against the data the champion was trained on,
+and the champion's metric on the day's labelled rows. When a feature's PSI reaches
+`psi_threshold` or the metric falls below `min_metric`, it triggers `ml_training_pipeline`
+for the same day.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import DAG, Param, task
+
+from ml_platform.container import container_task
+from ml_platform.sensors import wait_for_partition
+from ml_platform.settings import platform_config
+
+DAG_ID = "ml_drift_monitor"
+TRAINING_DAG_ID = "ml_training_pipeline"
+PARTITION_URI = platform_config().datasets_uri + "/daily/{{ ds }}"
+
+default_args = {
+    "owner": "ml-platform",
+    "retries": 2,
+    "retry_delay": timedelta(minutes=1),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=15),
+    "execution_timeout": timedelta(minutes=30),
+}
+
+with DAG(
+    dag_id=DAG_ID,
+    schedule="@daily",
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args,
+    tags=["ml", "monitoring"],
+    doc_md=__doc__,
+    params={
+        "model_name": Param("churn-classifier", type="string", minLength=1),
+        "metric": Param("roc_auc", enum=["roc_auc", "accuracy", "f1"]),
+        "psi_threshold": Param(0.2, type="number", exclusiveMinimum=0),
+        "min_metric": Param(0.7, type="number"),
+    },
+) as dag:
+    wait_for_data = wait_for_partition(
+        "wait_for_data",
+        PARTITION_URI,
+        poke_interval=timedelta(minutes=5),
+        timeout=timedelta(hours=6),
+    )
+
+    check_drift = container_task(
+        "check_drift",
+        image="trainer",
+        arguments=[
+            "monitor",
+            "--current-uri",
+            PARTITION_URI,
+            "--model-name",
+            "{{ params.model_name }}",
+            "--metric",
+            "{{ params.metric }}",
+            "--psi-threshold",
+            "{{ params.psi_threshold }}",
+            "--min-metric",
+            "{{ params.min_metric }}",
+        ],
+        memory="2Gi",
+    )
+
+    @task.short_circuit
+    def needs_retraining(report: dict[str, Any]) -> bool:
+        print(report["reason"])
+        return report["should_retrain"]
+
+    trigger_training = TriggerDagRunOperator(
+        task_id="trigger_training",
+        trigger_dag_id=TRAINING_DAG_ID,
+        trigger_run_id="drift__{{ ds }}__{{ ts_nodash }}",
+        logical_date="{{ logical_date }}",
+        conf={"model_name": "{{ params.model_name }}"},
+        wait_for_completion=False,
+    )
+
+    wait_for_data >> check_drift
+    needs_retraining(check_drift.output) >> trigger_training
