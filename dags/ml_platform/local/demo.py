@@ -89,6 +89,12 @@ def run_dag_locally(
 def format_summary(outcome: dict[str, Any], mlflow_ui: str) -> str:
     results = outcome["results"]
     lines = [f"DAG run {outcome['run_id']}: {outcome['state']} in {outcome['wall_s']:.0f}s"]
+    if "check_drift" in results:
+        report = results["check_drift"]
+        triggered = outcome["task_states"].get("trigger_training") == ["success"]
+        lines.append(f"  drift check:  {report['reason']}")
+        lines.append(f"  retraining:   {'triggered' if triggered else 'not needed'}")
+        return "\n".join(lines)
     summary = results.get("notify")
     if not summary:
         failed = [t for t, states in outcome["task_states"].items() if "failed" in states]
@@ -126,14 +132,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drift", type=float, default=0.0)
     parser.add_argument("--rows", type=int, default=4000)
     parser.add_argument("--conf", type=json.loads, default={}, help="DAG params as JSON")
+    parser.add_argument("--dag", default=DAG_ID, help="the DAG to run (default: %(default)s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     local_dir = args.local_dir.resolve()
     with local_mlflow_server(local_dir / "mlflow", port=args.mlflow_port) as server:
         log.info("generating the %s partition (drift %.2f)", args.date, args.drift)
         generate_partition(local_dir, args.date, args.drift, args.rows)
-        log.info("running %s with real Airflow in the local runtime", DAG_ID)
-        outcome = run_dag_locally(local_dir, server.url, args.date, args.conf)
+        log.info("running %s with real Airflow in the local runtime", args.dag)
+        outcome = run_dag_locally(local_dir, server.url, args.date, args.conf, dag_id=args.dag)
     print()
     print(format_summary(outcome, "run `make mlflow-ui`, then open http://127.0.0.1:5000"))
     print(f"  Airflow task logs: {local_dir / 'airflow' / 'logs'}")
