@@ -25,10 +25,10 @@ if "airflow" not in sys.modules:
 import pytest  # noqa: E402
 from airflow.dag_processing.dagbag import DagBag  # noqa: E402
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator  # noqa: E402
-from airflow.sdk import DAG, XComArg  # noqa: E402
-from airflow.sdk.definitions.mappedoperator import MappedOperator  # noqa: E402
+from airflow.sdk import DAG  # noqa: E402
 from kubernetes.client import models as k8s  # noqa: E402
 
+from ml_platform import inspection  # noqa: E402
 from ml_platform.pools import gpu_request  # noqa: E402
 from ml_platform.settings import PlatformConfig, platform_config  # noqa: E402
 from ml_platform.sweep import build_combinations, trainer_arguments  # noqa: E402
@@ -45,13 +45,7 @@ def dag_bag() -> DagBag:
 
 def container_tasks() -> list[tuple[str, str]]:
     """(dag_id, task_id) of every KubernetesPodOperator task, mapped ones included."""
-    found = []
-    for dag_id, dag in sorted(dag_bag().dags.items()):
-        for task in dag.tasks:
-            op_class = task.operator_class if isinstance(task, MappedOperator) else type(task)
-            if isinstance(op_class, type) and issubclass(op_class, KubernetesPodOperator):
-                found.append((dag_id, task.task_id))
-    return found
+    return inspection.container_tasks(dag_bag())
 
 
 def _sweep_arguments(dag: DAG) -> list[str]:
@@ -61,49 +55,19 @@ def _sweep_arguments(dag: DAG) -> list[str]:
     return trainer_arguments(combo, "s3://bucket/prepared/2026-01-01", params["model_name"])
 
 
-# (dag_id, task_id) of a mapped container task -> the values of map index 0, per keyword.
+# The real first sweep combination, rather than the generic stand-in for run-time arguments.
 MAPPED_SAMPLES = {
     (PIPELINE_DAG_ID, "train"): lambda dag: {"arguments": _sweep_arguments(dag)},
 }
 
 
 def concrete_operator(dag: DAG, task_id: str) -> KubernetesPodOperator:
-    """The operator a worker would run for `task_id` (map index 0 for a mapped task).
-
-    A MappedOperator (from `.partial(...).expand(...)`) is not an operator instance and has no
-    build_pod_request_obj. At run time the task runner resolves the expand input and calls
-    `MappedOperator.unmap(resolved_kwargs)`, which merges partial_kwargs (and params) with the
-    mapped values, refuses keys given both ways, and instantiates operator_class with the DAG,
-    task group and max_active_tis_per_dagrun. We call that same method with sample values
-    instead of building `operator_class(**partial_kwargs)` by hand, which would skip those
-    steps. A mapped task without samples in MAPPED_SAMPLES fails here, saying so.
-    """
-    task = dag.get_task(task_id)
-    if not isinstance(task, MappedOperator):
-        return task
-    sample = MAPPED_SAMPLES.get((dag.dag_id, task_id))
-    assert sample, f"{dag.dag_id}.{task_id} is mapped: add its sample values to MAPPED_SAMPLES"
-    values = sample(dag)
-    expanded = task.expand_input.value  # {keyword: XComArg or literal} for .expand(**kwargs)
-    assert isinstance(expanded, dict) and set(expanded) == set(values), (
-        f"{dag.dag_id}.{task_id} expands {expanded!r}; MAPPED_SAMPLES gives {sorted(values)}"
-    )
-    return task.unmap(values)
+    return inspection.concrete_operator(dag, task_id, MAPPED_SAMPLES)
 
 
 def build_pod(dag_id: str, task_id: str) -> k8s.V1Pod:
     """The pod KubernetesPodOperator would submit, without a cluster (dry_run)."""
-    op = concrete_operator(dag_bag().dags[dag_id], task_id)
-    pod = op.build_pod_request_obj(dry_run=True)
-    for container in pod.spec.containers:
-        # An XComArg inside `arguments` (e.g. best["run_id"]) is resolved when the task
-        # renders its templates; a stand-in string keeps the pod serializable. Anything else
-        # that is not a string stays, so the schema check rejects it as Kubernetes would.
-        if container.args:
-            container.args = [
-                "xcom-value" if isinstance(arg, XComArg) else arg for arg in container.args
-            ]
-    return pod
+    return inspection.build_pod(concrete_operator(dag_bag().dags[dag_id], task_id))
 
 
 @pytest.fixture(scope="session")
