@@ -7,13 +7,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Editable installs of our own packages; their pyproject files decide when to reinstall.
-LOCAL_PACKAGES := services/trainer
+LOCAL_PACKAGES := services/trainer services/deployer
 STAMP := $(VENV)/.setup-done
 # Where `make demo` keeps its data, MLflow database and artifacts.
 LOCAL_DIR ?= .local
 MLFLOW_PORT ?= 5000
 
-.PHONY: help setup lock lint format test demo bench mlflow-ui clean
+.PHONY: help setup lock lint format test demo bench mlflow-ui serving-down clean
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,15 +47,22 @@ test: setup lint ## everything that can run on this machine: lint, then pytest
 	$(BIN)/pytest
 
 demo: setup ## the main job, locally, against a real MLflow server
-	$(BIN)/python -m tests.demo --local-dir $(LOCAL_DIR) --mlflow-port $(MLFLOW_PORT)
+	PYTHONPATH=dags $(BIN)/python -m ml_platform.local.demo --local-dir $(LOCAL_DIR) --mlflow-port $(MLFLOW_PORT) $(ARGS)
 
-bench: setup ## benchmarks, printed side by side as ratios
-	$(BIN)/python -m tests.benchmarks
+bench: setup ## benchmarks, each printing its figures and ratios side by side
+	@for script in tests/benchmarks/bench_*.py; do \
+	  echo "== $$script"; PYTHONPATH=dags:. $(BIN)/python $$script; done
 
 mlflow-ui: setup ## browse the MLflow data of the last `make demo`
 	$(BIN)/mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1 \
 	  --backend-store-uri sqlite:///$(abspath $(LOCAL_DIR))/mlflow.db \
 	  --artifacts-destination $(abspath $(LOCAL_DIR))/mlartifacts
 
-clean: ## remove the local run's data (keeps .venv)
+serving-down: ## stop the model servers `make demo` left serving
+	@test ! -d $(LOCAL_DIR)/deployer || $(BIN)/python -c 'import sys; from pathlib import Path; \
+	  from deployer.targets.local import LocalTarget; root = Path(sys.argv[1]); \
+	  [LocalTarget(root, d.name).stop_all() for d in root.iterdir() if (d / "state.json").exists()]' \
+	  $(LOCAL_DIR)/deployer
+
+clean: serving-down ## stop local model servers and remove the local run's data (keeps .venv)
 	rm -rf $(LOCAL_DIR)

@@ -139,6 +139,7 @@ with DAG(
         env={
             "DEPLOYER_NAMESPACE": PLATFORM.namespaces["serving"],
             "DEPLOYER_IMAGE": PLATFORM.images.ref("deployer"),
+            "DEPLOYER_SERVICE_ACCOUNT": PLATFORM.service_accounts["serving"],
         },
         retries=0,  # a failed rollout has already rolled itself back
     )

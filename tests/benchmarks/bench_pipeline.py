@@ -13,6 +13,7 @@ import time
 from datetime import date
 from pathlib import Path
 
+from deployer.targets.local import LocalTarget
 from ml_platform.local.demo import generate_partition, run_dag_locally
 from ml_platform.local.mlflow_server import local_mlflow_server
 
@@ -29,7 +30,11 @@ def main() -> int:
         with local_mlflow_server(local_dir / "mlflow") as server:
             mlflow_s = time.monotonic() - started
             generate_partition(local_dir, DAY, drift=0.0, rows=4000)
-            outcome = run_dag_locally(local_dir, server.url, DAY, CONF)
+            try:
+                outcome = run_dag_locally(local_dir, server.url, DAY, CONF)
+            finally:
+                for model_dir in (local_dir / "deployer").glob("*"):
+                    LocalTarget(local_dir / "deployer", model_dir.name).stop_all()
         total_s = time.monotonic() - started
     if outcome["state"] != "success":
         print(f"the DAG run ended {outcome['state']}: {outcome['task_states']}")

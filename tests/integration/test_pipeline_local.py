@@ -7,10 +7,6 @@ drift monitor triggers retraining only for drifted data.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import signal
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -21,6 +17,7 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
+from deployer.targets.local import LocalTarget
 from ml_platform.local.demo import generate_partition, run_dag_locally
 from ml_platform.local.mlflow_server import MlflowServer, local_mlflow_server
 
@@ -34,24 +31,11 @@ CONF = {"model_name": MODEL, "learning_rates": [0.001, 0.01], "epochs": 4}
 DOWNSTREAM_OF_VALIDATE = ["data_preparation.preprocess", "train", "select_best", "evaluate"]
 
 
-def _pids(value: Any) -> Iterator[int]:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key == "pid" and isinstance(item, int):
-                yield item
-            else:
-                yield from _pids(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _pids(item)
-
-
 def _stop_local_servers(state_dir: Path) -> None:
     """The local deploy target leaves its model servers running by design: stop them."""
-    for state_file in state_dir.glob("*/state.json"):
-        for pid in _pids(json.loads(state_file.read_text())):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+    for model_dir in state_dir.glob("*"):
+        if (model_dir / "state.json").exists():
+            LocalTarget(state_dir, model_dir.name).stop_all()
 
 
 @pytest.fixture(scope="module")

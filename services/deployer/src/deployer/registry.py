@@ -1,0 +1,157 @@
+"""The MLflow model registry side of a deploy: versions, aliases and the tags that record it.
+
+Aliases are read from the registered model (`aliases` maps alias → version) rather than with
+get_model_version_by_alias: MLflow answers a missing alias with INVALID_PARAMETER_VALUE, the
+same code as a malformed request, so the error code cannot tell "no champion yet" apart.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.models import Model
+
+from deployer.errors import StepFailed, one_line
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PREVIOUS_CHAMPION_TAG = "previous_champion"
+REGISTRATION_TIMEOUT_S = 300
+
+
+def _missing(exc: MlflowException) -> bool:
+    return exc.error_code == "RESOURCE_DOES_NOT_EXIST"
+
+
+def _quoted(value: str) -> str:
+    # search_model_versions takes SQL-like filters: single quotes inside a value are doubled.
+    return "'" + value.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class RunModel:
+    """The model a run logged, as far as a deploy needs to know it before registering."""
+
+    run_id: str
+    artifact_path: str
+    model_id: str | None
+    metrics: dict[str, float]
+    mlmodel: Model
+
+    @property
+    def uri(self) -> str:
+        return f"runs:/{self.run_id}/{self.artifact_path}"
+
+    def is_source_of(self, version: ModelVersion) -> bool:
+        """Whether `version` (already known to come from this run) holds this model."""
+        if self.model_id is None:  # a model logged before MLflow 3 had logged-model ids
+            return True
+        return (
+            version.source in (f"models:/{self.model_id}", self.uri)
+            or getattr(version, "model_id", None) == self.model_id
+        )
+
+
+class Registry:
+    def __init__(self, client: MlflowClient | None = None) -> None:
+        self.client = client or MlflowClient()
+
+    def run_model(self, run_id: str, artifact_path: str) -> RunModel:
+        """The run's model; StepFailed("run") / ("model") when either is not there."""
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException as exc:
+            why = f"run {run_id} not found" if _missing(exc) else one_line(exc)
+            raise StepFailed("run", why) from None
+        try:
+            mlmodel = Model.load(f"runs:/{run_id}/{artifact_path}")
+        except MlflowException as exc:
+            if _missing(exc):
+                why = f"run {run_id} has no model at artifact path {artifact_path!r}"
+                raise StepFailed("model", why) from None
+            raise StepFailed("model", one_line(exc)) from None
+        return RunModel(run_id, artifact_path, mlmodel.model_id, dict(run.data.metrics), mlmodel)
+
+    def find_or_register(self, name: str, run_model: RunModel) -> tuple[ModelVersion, bool]:
+        """The version registered from this run's model, created only when there is none."""
+        try:
+            existing = self.client.search_model_versions(
+                f"name = {_quoted(name)} and run_id = {_quoted(run_model.run_id)}"
+            )
+        except MlflowException as exc:
+            raise StepFailed(
+                "register", f"cannot search versions of {name!r}: {one_line(exc)}"
+            ) from None
+        # A run may log several models: only a version of this very model counts.
+        same_model = [version for version in existing if run_model.is_source_of(version)]
+        if same_model:
+            version = min(same_model, key=lambda v: int(v.version))
+            log.info(
+                "run %s is already %s v%s: reusing it", run_model.run_id, name, version.version
+            )
+            return version, False
+        import mlflow
+
+        try:
+            version = mlflow.register_model(
+                run_model.uri, name, await_registration_for=REGISTRATION_TIMEOUT_S
+            )
+        except MlflowException as exc:
+            raise StepFailed(
+                "register", f"cannot register {run_model.uri}: {one_line(exc)}"
+            ) from None
+        if version.status != "READY":
+            why = f"{name} v{version.version} is {version.status}: {version.status_message}"
+            raise StepFailed("register", why)
+        log.info("registered %s as %s v%s", run_model.uri, name, version.version)
+        return version, True
+
+    def aliases(self, name: str, step: str) -> dict[str, str]:
+        try:
+            return dict(self.client.get_registered_model(name).aliases)
+        except MlflowException as exc:
+            why = f"registered model {name!r} not found" if _missing(exc) else one_line(exc)
+            raise StepFailed(step, why) from None
+
+    def version(self, name: str, version: str, step: str) -> ModelVersion:
+        try:
+            return self.client.get_model_version(name, version)
+        except MlflowException as exc:
+            why = f"{name} v{version} not found" if _missing(exc) else one_line(exc)
+            raise StepFailed(step, why) from None
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        self.client.set_registered_model_alias(name, alias, version)
+
+    def clear_alias(self, name: str, alias: str) -> None:
+        # Deleting an alias that is not set is not an error in MLflow: safe to call always.
+        self.client.delete_registered_model_alias(name, alias)
+
+    def promote(self, name: str, version: str, previous: str | None, tags: dict[str, Any]) -> None:
+        """Champion → `version` with its deploy record; the alias is put back if tagging fails."""
+        try:
+            self.set_alias(name, CHAMPION, version)
+        except MlflowException as exc:
+            raise StepFailed(
+                "promote", f"cannot move {CHAMPION} to v{version}: {one_line(exc)}"
+            ) from None
+        try:
+            for key, value in tags.items():
+                self.client.set_model_version_tag(name, version, key, str(value))
+        except MlflowException as exc:
+            try:
+                if previous:
+                    self.set_alias(name, CHAMPION, previous)
+                else:
+                    self.clear_alias(name, CHAMPION)
+            except MlflowException as undo_exc:
+                why = f"{one_line(exc)}; putting {CHAMPION} back also failed: {one_line(undo_exc)}"
+                raise StepFailed("promote", why) from None
+            raise StepFailed("promote", f"cannot tag v{version}: {one_line(exc)}") from None

@@ -1,0 +1,200 @@
+"""deploy, rollback and status: the registry and a target, in an order that can be undone.
+
+Both deploy and rollback replace what serves in the same steps: rollout → readiness →
+smoke_test → switch → promote. A failure at any of them restores the target (the previous
+revision keeps serving) before the champion alias ever moves; the alias is the last thing to
+change, so it only ever names a version that answered the smoke test at the endpoint.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from mlflow.exceptions import MlflowException
+
+from deployer import smoke
+from deployer.errors import StepFailed, one_line
+from deployer.registry import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION_TAG, Registry
+from deployer.targets import Revision, Target
+
+log = logging.getLogger(__name__)
+
+
+def deployed_by() -> str:
+    """Who deploys: the Airflow DAG run when inside one, else the local user."""
+    dag_id = os.environ.get("AIRFLOW_CTX_DAG_ID")
+    if dag_id:
+        return f"airflow:{dag_id}/{os.environ.get('AIRFLOW_CTX_DAG_RUN_ID', '')}"
+    return f"user:{getpass.getuser()}"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _replace_serving(
+    target: Target,
+    revision: Revision,
+    request: smoke.SmokeRequest,
+    timeout_s: float,
+    promote: Callable[[], None],
+) -> None:
+    """Roll `revision` out and promote it, or put the previous revision back and raise."""
+    step = "rollout"
+    try:
+        target.start(revision)
+        step = "readiness"
+        url = target.wait_ready(timeout_s)
+        step = "smoke_test"
+        smoke.check(url, request)
+        step = "switch"
+        target.switch()
+        step = "promote"
+        promote()
+    except Exception as exc:
+        failure = exc if isinstance(exc, StepFailed) else StepFailed(step, one_line(exc))
+        log.error("%s; restoring the previous revision", failure)
+        try:
+            target.restore(timeout_s)
+        except Exception as restore_exc:
+            why = f"{failure.why}; restoring the previous revision also failed"
+            raise StepFailed(failure.step, f"{why}: {one_line(restore_exc)}") from exc
+        raise failure from exc
+    target.finish()
+
+
+def _clear_challenger(registry: Registry, model_name: str) -> str | None:
+    """Clear the alias; the error as text when that fails (it is never worth a failed deploy)."""
+    try:
+        registry.clear_alias(model_name, CHALLENGER)
+        return None
+    except MlflowException as exc:
+        log.warning("could not clear %s of %s: %s", CHALLENGER, model_name, one_line(exc))
+        return one_line(exc)
+
+
+def deploy(
+    registry: Registry,
+    target: Target,
+    *,
+    model_name: str,
+    run_id: str,
+    artifact_path: str,
+    timeout_s: float,
+) -> dict[str, Any]:
+    """Register the run's model, roll it out, smoke-test it, make it champion."""
+    run_model = registry.run_model(run_id, artifact_path)
+    request = smoke.smoke_request(run_model.uri, run_model.mlmodel)
+    version, _ = registry.find_or_register(model_name, run_model)
+    previous = registry.aliases(model_name, "register").get(CHAMPION)
+    revision = Revision(model_name, version.version)
+    try:
+        registry.set_alias(model_name, CHALLENGER, revision.version)
+    except MlflowException as exc:
+        raise StepFailed("register", f"cannot set {CHALLENGER}: {one_line(exc)}") from None
+    log.info(
+        "deploying %s v%s to %s (champion now: %s)",
+        model_name,
+        revision.version,
+        target.name,
+        f"v{previous}" if previous else "none",
+    )
+
+    def promote() -> None:
+        tags: dict[str, Any] = {
+            "deployed_at": _now(),
+            "deployed_by": deployed_by(),
+            "deployed_target": target.name,
+            "deployed_endpoint": target.endpoint,
+            "source_run_id": run_id,
+            **{f"metric.{key}": value for key, value in sorted(run_model.metrics.items())},
+        }
+        if previous and previous != revision.version:  # a redeploy keeps its older record
+            tags[PREVIOUS_CHAMPION_TAG] = previous
+        registry.promote(model_name, revision.version, previous, tags)
+
+    try:
+        _replace_serving(target, revision, request, timeout_s, promote)
+    except StepFailed as failure:
+        not_cleared = _clear_challenger(registry, model_name)
+        if not_cleared:
+            why = f"{failure.why}; {CHALLENGER} not cleared: {not_cleared}"
+            raise StepFailed(failure.step, why) from None
+        raise
+    _clear_challenger(registry, model_name)
+    log.info("%s v%s is champion, serving at %s", model_name, revision.version, target.endpoint)
+    return {
+        "model_name": model_name,
+        "version": revision.version,
+        "model_uri": revision.model_uri,
+        "endpoint": target.endpoint,
+        "previous_version": previous,
+        "run_id": run_id,
+        "target": target.name,
+        "status": "deployed",
+    }
+
+
+def rollback(
+    registry: Registry, target: Target, *, model_name: str, timeout_s: float
+) -> dict[str, Any]:
+    """Serve and crown the champion before the current one again."""
+    current = registry.aliases(model_name, "champion").get(CHAMPION)
+    if not current:
+        raise StepFailed("champion", f"{model_name} has no {CHAMPION} to roll back from")
+    tags = registry.version(model_name, current, "champion").tags
+    previous = tags.get(PREVIOUS_CHAMPION_TAG)
+    if not previous:
+        why = f"{model_name} v{current} records no {PREVIOUS_CHAMPION_TAG}: nothing to roll back to"
+        raise StepFailed("previous", why)
+    registry.version(model_name, previous, "previous")
+    revision = Revision(model_name, previous)
+    request = smoke.smoke_request(revision.model_uri)
+    log.info("rolling %s back from v%s to v%s on %s", model_name, current, previous, target.name)
+
+    def promote() -> None:
+        # The previous version keeps its own previous_champion: a second rollback goes further.
+        record = {
+            "deployed_at": _now(),
+            "deployed_by": deployed_by(),
+            "deployed_target": target.name,
+            "deployed_endpoint": target.endpoint,
+            "rolled_back_from": current,
+        }
+        registry.promote(model_name, previous, current, record)
+
+    _replace_serving(target, revision, request, timeout_s, promote)
+    return {
+        "model_name": model_name,
+        "version": previous,
+        "model_uri": revision.model_uri,
+        "endpoint": target.endpoint,
+        "rolled_back_from": current,
+        "target": target.name,
+        "status": "rolled_back",
+    }
+
+
+def status(registry: Registry, target: Target, *, model_name: str) -> dict[str, Any]:
+    """The champion alias next to what the target actually serves."""
+    aliases = registry.aliases(model_name, "champion")
+    champion = aliases.get(CHAMPION)
+    serving = target.current()
+    serving_version = serving.version if serving else None
+    in_sync = champion == serving_version
+    return {
+        "model_name": model_name,
+        "champion": champion,
+        "challenger": aliases.get(CHALLENGER),
+        "serving": serving_version,
+        "endpoint": serving.endpoint if serving else target.endpoint,
+        "detail": serving.detail if serving else "nothing deployed",
+        "in_sync": in_sync,
+        "target": target.name,
+        "status": "in_sync" if in_sync else "out_of_sync",
+    }
