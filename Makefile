@@ -23,8 +23,10 @@ setup: $(STAMP) ## create .venv with the pinned dependencies (quick when nothing
 $(STAMP): requirements.lock $(addsuffix /pyproject.toml,$(LOCAL_PACKAGES))
 	@echo "setup: installing pinned dependencies from requirements.lock into $(VENV)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps $(addprefix -e ,$(LOCAL_PACKAGES))
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock 2>&1 \
+	  | { grep -v "^WARNING: Location" || true; }
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps \
+	  $(addprefix -e ,$(LOCAL_PACKAGES)) 2>&1 | { grep -v "^WARNING: Location" || true; }
 	@touch $@
 	@echo "setup: done"
 
