@@ -140,6 +140,12 @@ with DAG(
             "DEPLOYER_NAMESPACE": PLATFORM.namespaces["serving"],
             "DEPLOYER_IMAGE": PLATFORM.images.ref("deployer"),
             "DEPLOYER_SERVICE_ACCOUNT": PLATFORM.service_accounts["serving"],
+            # The model server loads the model from MLflow, which has auth on in clusters.
+            **(
+                {"DEPLOYER_ENV_SECRET": PLATFORM.mlflow_credentials_secret}
+                if PLATFORM.mlflow_credentials_secret
+                else {}
+            ),
         },
         retries=0,  # a failed rollout has already rolled itself back
     )

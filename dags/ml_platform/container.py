@@ -98,6 +98,8 @@ def container_task_kwargs(
     secret_refs = [Secret("env", None, name) for name in secrets or []]
     if config.storage.get("credentials_secret"):
         secret_refs.append(Secret("env", None, config.storage["credentials_secret"]))
+    if config.mlflow_credentials_secret:
+        secret_refs.append(Secret("env", None, config.mlflow_credentials_secret))
     kwargs: dict[str, Any] = {
         "image": config.images.ref(image),
         "image_pull_policy": config.images.pull_policy,

@@ -73,6 +73,8 @@ class PlatformConfig:
     mlflow_tracking_uri: str
     storage: dict[str, str]
     pools: tuple[Pool, ...]
+    # Secret with MLFLOW_TRACKING_USERNAME/PASSWORD for a server with auth on (cluster only).
+    mlflow_credentials_secret: str | None = None
 
     @property
     def datasets_uri(self) -> str:
@@ -123,6 +125,7 @@ def _parse_pool(raw: dict[str, Any], index: int) -> Pool:
 def parse_config(doc: dict[str, Any]) -> PlatformConfig:
     """Turn the JSON document into typed config; a bad key raises with its name."""
     images = _require(doc, "images", "")
+    mlflow = _require(doc, "mlflow", "")
     pools = tuple(_parse_pool(raw, i) for i, raw in enumerate(_require(doc, "pools", "")))
     if not pools:
         raise PlatformConfigError(f"{CONFIG_ENV}: pools is empty")
@@ -136,9 +139,10 @@ def parse_config(doc: dict[str, Any]) -> PlatformConfig:
             pull_policy=images.get("pull_policy", "IfNotPresent"),
             names=dict(_require(images, "names", "images.")),
         ),
-        mlflow_tracking_uri=_require(_require(doc, "mlflow", ""), "tracking_uri", "mlflow."),
+        mlflow_tracking_uri=_require(mlflow, "tracking_uri", "mlflow."),
         storage=dict(_require(doc, "storage", "")),
         pools=pools,
+        mlflow_credentials_secret=mlflow.get("credentials_secret"),
     )
 
 

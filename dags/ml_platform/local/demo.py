@@ -113,6 +113,8 @@ def format_summary(outcome: dict[str, Any], mlflow_ui: str) -> str:
         else "  champion before this run: none"
     )
     deployed = summary.get("deployed")
+    now = deployed["version"] if deployed else (champion or {}).get("version")
+    lines.append(f"  champion now: version {now}" if now else "  champion now: none")
     if deployed:
         lines.append(
             f"  deployed:     {summary['model_name']} version {deployed['version']} "

@@ -1,0 +1,1 @@
+"""The ML platform's Pulumi program (see infra/README.md)."""

@@ -1,0 +1,365 @@
+"""AWS: a VPC, an EKS cluster and one managed node group per pool.
+
+GPU pools use the AL2023 NVIDIA AMI (driver and container toolkit included); the NVIDIA
+device plugin (Helm, pinned) advertises `nvidia.com/gpu`, and the cluster autoscaler (Helm,
+pinned, IRSA) scales node groups between their bounds, from zero for GPU pools: it reads
+the labels and taints of an empty managed node group from the EKS API.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from ml_infra import charts
+from ml_infra.config import Pool, StackConfig
+from ml_infra.helm_release import helm_release
+from ml_infra.resources import ClusterAccess
+
+GPU_AMI = "AL2023_x86_64_NVIDIA"
+CPU_AMI = "AL2023_x86_64_STANDARD"
+EKS_TAINT_EFFECTS = {
+    "NoSchedule": "NO_SCHEDULE",
+    "PreferNoSchedule": "PREFER_NO_SCHEDULE",
+    "NoExecute": "NO_EXECUTE",
+}
+AUTOSCALER_SERVICE_ACCOUNT = "cluster-autoscaler"
+AUTOSCALER_NAMESPACE = "kube-system"
+
+
+def _assume_role(service: str) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": service},
+                    "Action": "sts:AssumeRole",
+                }
+            ],
+        }
+    )
+
+
+def _role(name: str, service: str, policies: list[str], opts: pulumi.ResourceOptions):
+    role = aws.iam.Role(name, assume_role_policy=_assume_role(service), opts=opts)
+    for policy in policies:
+        aws.iam.RolePolicyAttachment(
+            f"{name}-{policy.rsplit('/', 1)[-1]}", role=role.name, policy_arn=policy, opts=opts
+        )
+    return role
+
+
+class Network:
+    def __init__(self, config: StackConfig, opts: pulumi.ResourceOptions) -> None:
+        name = f"ml-platform-{config.environment}"
+        cidr = ipaddress.ip_network(config.aws.vpc_cidr)
+        # Split the VPC in /20s: one public and one private subnet per zone.
+        blocks = list(cidr.subnets(new_prefix=max(cidr.prefixlen + 4, 20)))
+        self.vpc = aws.ec2.Vpc(
+            name,
+            cidr_block=config.aws.vpc_cidr,
+            enable_dns_hostnames=True,
+            enable_dns_support=True,
+            tags={"Name": name},
+            opts=opts,
+        )
+        igw = aws.ec2.InternetGateway(name, vpc_id=self.vpc.id, opts=opts)
+        public_routes = aws.ec2.RouteTable(
+            f"{name}-public",
+            vpc_id=self.vpc.id,
+            routes=[{"cidr_block": "0.0.0.0/0", "gateway_id": igw.id}],
+            opts=opts,
+        )
+        self.public_subnets = []
+        self.private_subnets = []
+        for index, zone in enumerate(config.aws.availability_zones):
+            public = aws.ec2.Subnet(
+                f"{name}-public-{zone}",
+                vpc_id=self.vpc.id,
+                availability_zone=zone,
+                cidr_block=str(blocks[2 * index]),
+                map_public_ip_on_launch=True,
+                tags={"Name": f"{name}-public-{zone}", "kubernetes.io/role/elb": "1"},
+                opts=opts,
+            )
+            aws.ec2.RouteTableAssociation(
+                f"{name}-public-{zone}",
+                subnet_id=public.id,
+                route_table_id=public_routes.id,
+                opts=opts,
+            )
+            private = aws.ec2.Subnet(
+                f"{name}-private-{zone}",
+                vpc_id=self.vpc.id,
+                availability_zone=zone,
+                cidr_block=str(blocks[2 * index + 1]),
+                tags={"Name": f"{name}-private-{zone}", "kubernetes.io/role/internal-elb": "1"},
+                opts=opts,
+            )
+            self.public_subnets.append(public)
+            self.private_subnets.append(private)
+        # One NAT gateway: nodes pull images and reach S3 through it.
+        eip = aws.ec2.Eip(name, domain="vpc", opts=opts)
+        nat = aws.ec2.NatGateway(
+            name,
+            allocation_id=eip.id,
+            subnet_id=self.public_subnets[0].id,
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[igw])),
+        )
+        private_routes = aws.ec2.RouteTable(
+            f"{name}-private",
+            vpc_id=self.vpc.id,
+            routes=[{"cidr_block": "0.0.0.0/0", "nat_gateway_id": nat.id}],
+            opts=opts,
+        )
+        for zone, subnet in zip(config.aws.availability_zones, self.private_subnets, strict=True):
+            aws.ec2.RouteTableAssociation(
+                f"{name}-private-{zone}",
+                subnet_id=subnet.id,
+                route_table_id=private_routes.id,
+                opts=opts,
+            )
+
+
+def node_group_taints(pool: Pool) -> list[dict[str, str]]:
+    return [
+        {"key": t.key, "value": t.value, "effect": EKS_TAINT_EFFECTS[t.effect]} for t in pool.taints
+    ]
+
+
+def _kubeconfig(cluster: aws.eks.Cluster, region: str) -> pulumi.Output[str]:
+    def render(args: list) -> str:
+        name, endpoint, ca = args
+        return json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": name,
+                        "cluster": {"server": endpoint, "certificate-authority-data": ca},
+                    }
+                ],
+                "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+                "current-context": name,
+                "users": [
+                    {
+                        "name": name,
+                        "user": {
+                            "exec": {
+                                "apiVersion": "client.authentication.k8s.io/v1beta1",
+                                "command": "aws",
+                                "args": [
+                                    "eks",
+                                    "get-token",
+                                    "--cluster-name",
+                                    name,
+                                    "--region",
+                                    region,
+                                ],
+                            }
+                        },
+                    }
+                ],
+            }
+        )
+
+    return pulumi.Output.all(
+        cluster.name, cluster.endpoint, cluster.certificate_authority.data
+    ).apply(render)
+
+
+def _autoscaler_role(
+    cluster: aws.eks.Cluster, opts: pulumi.ResourceOptions
+) -> tuple[aws.iam.Role, aws.iam.OpenIdConnectProvider]:
+    oidc = aws.iam.OpenIdConnectProvider(
+        "eks-oidc",
+        url=cluster.identities[0].oidcs[0].issuer,
+        client_id_lists=["sts.amazonaws.com"],
+        opts=opts,
+    )
+
+    def trust(args: list) -> str:
+        arn, issuer = args
+        host = issuer.removeprefix("https://")
+        subject = f"system:serviceaccount:{AUTOSCALER_NAMESPACE}:{AUTOSCALER_SERVICE_ACCOUNT}"
+        return json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Federated": arn},
+                        "Action": "sts:AssumeRoleWithWebIdentity",
+                        "Condition": {
+                            "StringEquals": {
+                                f"{host}:sub": subject,
+                                f"{host}:aud": "sts.amazonaws.com",
+                            }
+                        },
+                    }
+                ],
+            }
+        )
+
+    role = aws.iam.Role(
+        "cluster-autoscaler",
+        assume_role_policy=pulumi.Output.all(oidc.arn, oidc.url).apply(trust),
+        opts=opts,
+    )
+    aws.iam.RolePolicy(
+        "cluster-autoscaler",
+        role=role.id,
+        policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": [
+                            "autoscaling:DescribeAutoScalingGroups",
+                            "autoscaling:DescribeAutoScalingInstances",
+                            "autoscaling:DescribeLaunchConfigurations",
+                            "autoscaling:DescribeScalingActivities",
+                            "autoscaling:DescribeTags",
+                            "ec2:DescribeImages",
+                            "ec2:DescribeInstanceTypes",
+                            "ec2:DescribeLaunchTemplateVersions",
+                            "ec2:GetInstanceTypesFromInstanceRequirements",
+                            "eks:DescribeNodegroup",
+                        ],
+                        "Resource": "*",
+                    },
+                    {
+                        "Effect": "Allow",
+                        "Action": [
+                            "autoscaling:SetDesiredCapacity",
+                            "autoscaling:TerminateInstanceInAutoScalingGroup",
+                        ],
+                        "Resource": "*",
+                    },
+                ],
+            }
+        ),
+        opts=opts,
+    )
+    return role, oidc
+
+
+def declare_eks_cluster(
+    config: StackConfig, opts: pulumi.ResourceOptions
+) -> tuple[ClusterAccess, Network]:
+    name = f"ml-platform-{config.environment}"
+    network = Network(config, opts)
+    cluster_role = _role(
+        f"{name}-cluster",
+        "eks.amazonaws.com",
+        ["arn:aws:iam::aws:policy/AmazonEKSClusterPolicy"],
+        opts,
+    )
+    cluster = aws.eks.Cluster(
+        name,
+        name=name,
+        version=config.aws.kubernetes_version,
+        role_arn=cluster_role.arn,
+        vpc_config={
+            "subnet_ids": [s.id for s in network.private_subnets + network.public_subnets],
+            "endpoint_private_access": True,
+            "endpoint_public_access": True,
+        },
+        access_config={
+            "authentication_mode": "API",
+            "bootstrap_cluster_creator_admin_permissions": True,
+        },
+        opts=opts,
+    )
+    # The VPC CNI enforces NetworkPolicies only when asked to.
+    cni = aws.eks.Addon(
+        "vpc-cni",
+        cluster_name=cluster.name,
+        addon_name="vpc-cni",
+        configuration_values=json.dumps({"enableNetworkPolicy": "true"}),
+        resolve_conflicts_on_update="OVERWRITE",
+        opts=opts,
+    )
+    node_role = _role(
+        f"{name}-nodes",
+        "ec2.amazonaws.com",
+        [
+            "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
+            "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
+            "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
+        ],
+        opts,
+    )
+    node_groups = []
+    for pool in config.pools:
+        node_groups.append(
+            aws.eks.NodeGroup(
+                f"pool-{pool.name}",
+                cluster_name=cluster.name,
+                node_group_name=pool.name,
+                node_role_arn=node_role.arn,
+                subnet_ids=[s.id for s in network.private_subnets],
+                instance_types=[pool.machine_type],
+                ami_type=GPU_AMI if pool.gpu else CPU_AMI,
+                disk_size=pool.disk_gb,
+                scaling_config={
+                    "min_size": pool.min_size,
+                    "max_size": pool.max_size,
+                    "desired_size": pool.min_size,
+                },
+                labels=dict(pool.labels),
+                taints=node_group_taints(pool),
+                opts=pulumi.ResourceOptions.merge(
+                    opts,
+                    # The autoscaler owns the node count once the group exists.
+                    pulumi.ResourceOptions(ignore_changes=["scalingConfig.desiredSize"]),
+                ),
+            )
+        )
+    provider = k8s.Provider("eks", kubeconfig=_kubeconfig(cluster, config.aws.region))
+    ready: list[pulumi.Resource] = [cni, *node_groups]
+    if config.gpu_pools:
+        ready.append(
+            helm_release(
+                "nvidia-device-plugin",
+                charts.NVIDIA_DEVICE_PLUGIN,
+                release_name="nvidia-device-plugin",
+                namespace="kube-system",
+                # The chart's default affinity selects nodes labelled nvidia.com/gpu.present=true
+                # and it tolerates the nvidia.com/gpu taint: exactly our GPU pools.
+                values={},
+                provider=provider,
+                depends_on=node_groups,
+            )
+        )
+    role, oidc = _autoscaler_role(cluster, opts)
+    ready.append(
+        helm_release(
+            "cluster-autoscaler",
+            charts.CLUSTER_AUTOSCALER,
+            release_name="cluster-autoscaler",
+            namespace=AUTOSCALER_NAMESPACE,
+            values={
+                "cloudProvider": "aws",
+                "awsRegion": config.aws.region,
+                "autoDiscovery": {"clusterName": cluster.name},
+                "rbac": {
+                    "serviceAccount": {
+                        "name": AUTOSCALER_SERVICE_ACCOUNT,
+                        "annotations": {"eks.amazonaws.com/role-arn": role.arn},
+                    }
+                },
+            },
+            provider=provider,
+            depends_on=[*node_groups, oidc],
+        )
+    )
+    return ClusterAccess(provider=provider, ready=ready), network

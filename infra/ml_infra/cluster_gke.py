@@ -1,0 +1,181 @@
+"""GCP: a VPC-native GKE cluster and one node pool per pool, autoscaled between its bounds.
+
+GPU pools attach their GPUs as guest accelerators and let GKE install the driver
+(gpu_driver_installation_config); GKE runs the NVIDIA device plugin itself. Dataplane V2
+enforces the platform's NetworkPolicies.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pulumi
+import pulumi_gcp as gcp
+import pulumi_kubernetes as k8s
+
+from ml_infra.config import Pool, StackConfig
+from ml_infra.resources import ClusterAccess
+
+GKE_TAINT_EFFECTS = {
+    "NoSchedule": "NO_SCHEDULE",
+    "PreferNoSchedule": "PREFER_NO_SCHEDULE",
+    "NoExecute": "NO_EXECUTE",
+}
+GPU_DRIVER_VERSION = "LATEST"
+
+
+class Network:
+    def __init__(self, config: StackConfig, opts: pulumi.ResourceOptions) -> None:
+        name = f"ml-platform-{config.environment}"
+        self.network = gcp.compute.Network(name, auto_create_subnetworks=False, opts=opts)
+        self.subnet = gcp.compute.Subnetwork(
+            name,
+            network=self.network.id,
+            region=config.gcp.region,
+            ip_cidr_range=config.gcp.subnet_cidr,
+            private_ip_google_access=True,
+            secondary_ip_ranges=[
+                {"range_name": "pods", "ip_cidr_range": config.gcp.pods_cidr},
+                {"range_name": "services", "ip_cidr_range": config.gcp.services_cidr},
+            ],
+            opts=opts,
+        )
+        router = gcp.compute.Router(
+            name, network=self.network.id, region=config.gcp.region, opts=opts
+        )
+        # Nodes have private IPs only; Cloud NAT lets them pull images.
+        gcp.compute.RouterNat(
+            name,
+            router=router.name,
+            region=config.gcp.region,
+            nat_ip_allocate_option="AUTO_ONLY",
+            source_subnetwork_ip_ranges_to_nat="ALL_SUBNETWORKS_ALL_IP_RANGES",
+            opts=opts,
+        )
+
+
+def guest_accelerators(pool: Pool) -> list[dict]:
+    if not pool.gpu:
+        return []
+    return [
+        {
+            "type": pool.gpu.type,
+            "count": pool.gpu.count,
+            "gpu_driver_installation_config": {"gpu_driver_version": GPU_DRIVER_VERSION},
+        }
+    ]
+
+
+def node_pool_taints(pool: Pool) -> list[dict[str, str]]:
+    return [
+        {"key": t.key, "value": t.value, "effect": GKE_TAINT_EFFECTS[t.effect]} for t in pool.taints
+    ]
+
+
+def _kubeconfig(cluster: gcp.container.Cluster) -> pulumi.Output[str]:
+    def render(args: list) -> str:
+        name, endpoint, ca = args
+        return json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": name,
+                        "cluster": {
+                            "server": f"https://{endpoint}",
+                            "certificate-authority-data": ca,
+                        },
+                    }
+                ],
+                "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+                "current-context": name,
+                "users": [
+                    {
+                        "name": name,
+                        "user": {
+                            "exec": {
+                                "apiVersion": "client.authentication.k8s.io/v1beta1",
+                                "command": "gke-gcloud-auth-plugin",
+                                "provideClusterInfo": True,
+                            }
+                        },
+                    }
+                ],
+            }
+        )
+
+    return pulumi.Output.all(
+        cluster.name, cluster.endpoint, cluster.master_auth.cluster_ca_certificate
+    ).apply(render)
+
+
+def declare_gke_cluster(
+    config: StackConfig, opts: pulumi.ResourceOptions
+) -> tuple[ClusterAccess, Network]:
+    name = f"ml-platform-{config.environment}"
+    network = Network(config, opts)
+    nodes_account = gcp.serviceaccount.Account(
+        "gke-nodes", account_id=f"{name}-nodes", display_name=f"{name} nodes", opts=opts
+    )
+    for role in (
+        "roles/logging.logWriter",
+        "roles/monitoring.metricWriter",
+        "roles/artifactregistry.reader",
+    ):
+        gcp.projects.IAMMember(
+            f"gke-nodes-{role.rsplit('.', 1)[-1]}",
+            project=config.gcp.project,
+            role=role,
+            member=nodes_account.email.apply(lambda email: f"serviceAccount:{email}"),
+            opts=opts,
+        )
+    cluster = gcp.container.Cluster(
+        name,
+        name=name,
+        location=config.gcp.region,
+        node_locations=list(config.gcp.zones),
+        network=network.network.id,
+        subnetwork=network.subnet.id,
+        networking_mode="VPC_NATIVE",
+        ip_allocation_policy={
+            "cluster_secondary_range_name": "pods",
+            "services_secondary_range_name": "services",
+        },
+        datapath_provider="ADVANCED_DATAPATH",
+        release_channel={"channel": config.gcp.release_channel},
+        private_cluster_config={"enable_private_nodes": True, "enable_private_endpoint": False},
+        # Node pools are declared one by one below; GKE insists on a first pool, so it goes.
+        remove_default_node_pool=True,
+        initial_node_count=1,
+        # The cluster holds no data (that is in Cloud SQL and GCS): let `pulumi destroy` work.
+        deletion_protection=False,
+        opts=opts,
+    )
+    node_pools = []
+    for pool in config.pools:
+        node_pools.append(
+            gcp.container.NodePool(
+                f"pool-{pool.name}",
+                name=pool.name,
+                cluster=cluster.id,
+                location=config.gcp.region,
+                autoscaling={
+                    "min_node_count": pool.min_size,
+                    "max_node_count": pool.max_size,
+                },
+                initial_node_count=pool.min_size,
+                node_config={
+                    "machine_type": pool.machine_type,
+                    "disk_size_gb": pool.disk_gb,
+                    "service_account": nodes_account.email,
+                    "oauth_scopes": ["https://www.googleapis.com/auth/cloud-platform"],
+                    "labels": dict(pool.labels),
+                    "taints": node_pool_taints(pool),
+                    "guest_accelerators": guest_accelerators(pool),
+                },
+                opts=opts,
+            )
+        )
+    provider = k8s.Provider("gke", kubeconfig=_kubeconfig(cluster))
+    return ClusterAccess(provider=provider, ready=node_pools), network

@@ -1,0 +1,51 @@
+"""In-cluster names and URLs of what the program installs, derived from the stack config.
+
+Helm release names are fixed so that the Services they create have predictable names.
+"""
+
+from __future__ import annotations
+
+from ml_infra.config import StackConfig
+
+AIRFLOW_RELEASE = "airflow"
+MLFLOW_RELEASE = "mlflow"
+SEAWEEDFS_RELEASE = "seaweedfs"
+AIRFLOW_API_PORT = 8080
+SEAWEEDFS_S3_PORT = 8333
+POSTGRES_PORT = 5432
+# GCS's S3-compatible XML API: DAGs, trainer and MLflow speak S3 to every environment.
+GCS_S3_ENDPOINT = "https://storage.googleapis.com"
+SERVING_PORT = 8080  # the model server's container port (services/deployer)
+
+
+def service_host(name: str, namespace: str) -> str:
+    return f"{name}.{namespace}.svc.cluster.local"
+
+
+def mlflow_url(config: StackConfig) -> str:
+    host = service_host(MLFLOW_RELEASE, config.namespaces["mlflow"])
+    return f"http://{host}:{config.mlflow.port}"
+
+
+def airflow_url(config: StackConfig) -> str:
+    host = service_host(f"{AIRFLOW_RELEASE}-api-server", config.namespaces["airflow"])
+    return f"http://{host}:{AIRFLOW_API_PORT}"
+
+
+def storage_endpoint(config: StackConfig) -> str | None:
+    """Where the S3 API is; None on AWS, where clients find S3 by region."""
+    if config.cloud == "kind":
+        # The chart's all-in-one mode names its Service <release>-all-in-one.
+        host = service_host(f"{SEAWEEDFS_RELEASE}-all-in-one", config.namespaces["storage"])
+        return f"http://{host}:{SEAWEEDFS_S3_PORT}"
+    if config.cloud == "gcp":
+        return GCS_S3_ENDPOINT
+    return None
+
+
+def storage_region(config: StackConfig) -> str:
+    """The region S3 clients sign requests for."""
+    if config.cloud == "aws":
+        return config.aws.region
+    # SeaweedFS accepts any region; GCS's S3 API expects "auto".
+    return "us-east-1" if config.cloud == "kind" else "auto"

@@ -1,0 +1,107 @@
+"""MLflow: community-charts/mlflow with a PostgreSQL backend, proxied S3 artifacts and auth on.
+
+Why this chart: MLflow publishes no chart of its own; community-charts/mlflow is maintained
+(it follows MLflow releases within days), takes the backend store, the artifact store and
+the basic-auth admin from existing Secrets, runs `mlflow db upgrade` as an init container
+instead of a Helm hook, and bundles no database (Bitnami's chart dependencies are off).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from ml_infra import charts
+from ml_infra.config import StackConfig
+from ml_infra.endpoints import MLFLOW_RELEASE, service_host, storage_endpoint, storage_region
+from ml_infra.helm_release import helm_release
+from ml_infra.helm_values import merge
+from ml_infra.platform_secrets import MLFLOW_DATABASE_SECRET
+from ml_infra.resources import DatabaseServer
+
+# Every key the program sets; helm/mlflow/*.yaml must leave them alone.
+COMPUTED_KEYS = (
+    "service.port",
+    "service.containerPort",
+    "backendStore.postgres",
+    "backendStore.existingDatabaseSecret",
+    "artifactRoot.s3",
+    "auth.existingAdminSecret",
+    "auth.postgres",
+    "extraEnvVars",
+    "serverAllowedHosts",
+)
+
+
+def allowed_hosts(config: StackConfig) -> list[str]:
+    """Host headers MLflow's security middleware accepts: the Service's names, and
+    localhost for `kubectl port-forward`."""
+    ns = config.namespaces["mlflow"]
+    port = config.mlflow.port
+    names = [
+        service_host(MLFLOW_RELEASE, ns),
+        f"{MLFLOW_RELEASE}.{ns}.svc",
+        f"{MLFLOW_RELEASE}.{ns}",
+    ]
+    return [host for name in names for host in (name, f"{name}:{port}")] + ["localhost:*"]
+
+
+def mlflow_computed_values(config: StackConfig, server: DatabaseServer) -> dict[str, Any]:
+    database = {
+        "enabled": True,
+        "host": server.host,
+        "port": server.port,
+    }
+    extra_env = {"AWS_DEFAULT_REGION": storage_region(config), "PGSSLMODE": server.sslmode}
+    endpoint = storage_endpoint(config)
+    if endpoint:
+        extra_env["MLFLOW_S3_ENDPOINT_URL"] = endpoint
+    login = {"name": MLFLOW_DATABASE_SECRET, "usernameKey": "username", "passwordKey": "password"}
+    return {
+        "service": {"port": config.mlflow.port, "containerPort": config.mlflow.port},
+        "backendStore": {
+            "postgres": {**database, "database": "mlflow"},
+            "existingDatabaseSecret": login,
+        },
+        "artifactRoot": {
+            "s3": {
+                "enabled": True,
+                "bucket": config.storage.buckets.artifacts,
+                "existingSecret": {
+                    "name": config.storage.credentials_secret,
+                    "keyOfAccessKeyId": "AWS_ACCESS_KEY_ID",
+                    "keyOfSecretAccessKey": "AWS_SECRET_ACCESS_KEY",
+                },
+            }
+        },
+        "auth": {
+            "existingAdminSecret": {
+                "name": config.mlflow.credentials_secret,
+                "usernameKey": "MLFLOW_TRACKING_USERNAME",
+                "passwordKey": "MLFLOW_TRACKING_PASSWORD",
+            },
+            "postgres": {**database, "database": "mlflow_auth", "existingSecret": login},
+        },
+        "extraEnvVars": extra_env,
+        "serverAllowedHosts": allowed_hosts(config),
+    }
+
+
+def declare_mlflow(
+    config: StackConfig,
+    provider: k8s.Provider,
+    file_values: dict[str, Any],
+    server: DatabaseServer,
+    depends_on: list[pulumi.Resource],
+) -> k8s.helm.v3.Release:
+    return helm_release(
+        "mlflow",
+        charts.MLFLOW,
+        release_name=MLFLOW_RELEASE,
+        namespace=config.namespaces["mlflow"],
+        values=merge(file_values, mlflow_computed_values(config, server)),
+        provider=provider,
+        depends_on=depends_on,
+    )

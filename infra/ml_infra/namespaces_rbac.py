@@ -1,0 +1,171 @@
+"""Namespaces, the service accounts pods run as, the Roles they need, and the GPU quota.
+
+Only what is used is granted:
+- Airflow's task runners (and the triggerer, which polls deferred pods) may run pods in the
+  training namespace, with exactly the verbs KubernetesPodOperator uses.
+- The deployer (a pod in the training namespace) may manage the model server's Deployment
+  and Service in the serving namespace, with the calls services/deployer makes.
+- Training pods and the model server get no API access at all (no token mounted).
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from ml_infra.config import StackConfig
+from ml_infra.conventions import GPU_RESOURCE
+from ml_infra.endpoints import AIRFLOW_RELEASE
+from ml_infra.kube import k8s_opts, metadata
+
+POD_LAUNCHER_ROLE = "airflow-pod-launcher"
+DEPLOYER_ROLE = "ml-deployer"
+GPU_QUOTA = "gpu"
+
+# KubernetesPodOperator: create the pod, watch it (deferrable: the triggerer polls it), read
+# its logs and events, patch its labels when done, delete it, exec into the XCom sidecar.
+POD_LAUNCHER_RULES = [
+    {
+        "apiGroups": [""],
+        "resources": ["pods"],
+        "verbs": ["create", "get", "list", "watch", "delete", "patch"],
+    },
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get", "list"]},
+    {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create", "get"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["list", "watch"]},
+]
+# services/deployer: read/create/patch/replace the Deployment (and read its status while
+# rolling out), create/patch the Service, list ReplicaSets for the rollout, and delete what
+# a failed first deploy created.
+DEPLOYER_RULES = [
+    {
+        "apiGroups": ["apps"],
+        "resources": ["deployments"],
+        "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
+    },
+    {"apiGroups": ["apps"], "resources": ["deployments/status"], "verbs": ["get"]},
+    {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get", "list", "watch"]},
+    {
+        "apiGroups": [""],
+        "resources": ["services"],
+        "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
+    },
+]
+# Restricted is the goal; baseline is enforced because KubernetesPodOperator's XCom sidecar
+# does not set a restricted security context. Violations of restricted are reported.
+POD_SECURITY = {
+    "pod-security.kubernetes.io/enforce": "baseline",
+    "pod-security.kubernetes.io/warn": "restricted",
+}
+
+
+def airflow_pod_launchers(config: StackConfig) -> list[str]:
+    """Airflow's service accounts (chart naming) that run KubernetesPodOperator code."""
+    runner = "scheduler" if config.airflow.executor == "LocalExecutor" else "worker"
+    return [f"{AIRFLOW_RELEASE}-{runner}", f"{AIRFLOW_RELEASE}-triggerer"]
+
+
+def declare_namespaces(
+    config: StackConfig, provider: k8s.Provider
+) -> dict[str, k8s.core.v1.Namespace]:
+    workloads = {"training", "serving"}
+    return {
+        role: k8s.core.v1.Namespace(
+            f"ns-{role}",
+            metadata=metadata(name, labels=POD_SECURITY if role in workloads else None),
+            opts=k8s_opts(provider),
+        )
+        for role, name in config.namespaces.items()
+    }
+
+
+def declare_service_accounts(
+    config: StackConfig, provider: k8s.Provider, namespaces: dict[str, k8s.core.v1.Namespace]
+) -> list[k8s.core.v1.ServiceAccount]:
+    accounts = config.service_accounts
+    # (role, namespace role, needs an API token)
+    wanted = [
+        ("training", "training", False),
+        ("deployer", "training", True),  # the deploy task runs in the training namespace
+        ("serving", "serving", False),
+    ]
+    return [
+        k8s.core.v1.ServiceAccount(
+            f"sa-{role}",
+            metadata=metadata(accounts[role], config.namespaces[ns_role]),
+            automount_service_account_token=token,
+            opts=k8s_opts(provider, [namespaces[ns_role]]),
+        )
+        for role, ns_role, token in wanted
+    ]
+
+
+def _role_with_binding(
+    name: str,
+    namespace: str,
+    rules: list[dict],
+    subjects: list[dict],
+    provider: k8s.Provider,
+    depends_on: list[pulumi.Resource],
+) -> list[pulumi.Resource]:
+    role = k8s.rbac.v1.Role(
+        f"role-{name}",
+        metadata=metadata(name, namespace),
+        rules=rules,
+        opts=k8s_opts(provider, depends_on),
+    )
+    binding = k8s.rbac.v1.RoleBinding(
+        f"rolebinding-{name}",
+        metadata=metadata(name, namespace),
+        role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        subjects=subjects,
+        opts=k8s_opts(provider, [role]),
+    )
+    return [role, binding]
+
+
+def declare_rbac(
+    config: StackConfig, provider: k8s.Provider, namespaces: dict[str, k8s.core.v1.Namespace]
+) -> list[pulumi.Resource]:
+    ns = config.namespaces
+    launchers = [
+        {"kind": "ServiceAccount", "name": account, "namespace": ns["airflow"]}
+        for account in airflow_pod_launchers(config)
+    ]
+    deployer = [
+        {
+            "kind": "ServiceAccount",
+            "name": config.service_accounts["deployer"],
+            "namespace": ns["training"],
+        }
+    ]
+    return [
+        *_role_with_binding(
+            POD_LAUNCHER_ROLE,
+            ns["training"],
+            POD_LAUNCHER_RULES,
+            launchers,
+            provider,
+            [namespaces["training"]],
+        ),
+        *_role_with_binding(
+            DEPLOYER_ROLE,
+            ns["serving"],
+            DEPLOYER_RULES,
+            deployer,
+            provider,
+            [namespaces["serving"]],
+        ),
+    ]
+
+
+def declare_gpu_quota(
+    config: StackConfig, provider: k8s.Provider, namespaces: dict[str, k8s.core.v1.Namespace]
+) -> k8s.core.v1.ResourceQuota:
+    """At most `training.gpu_quota` GPUs requested at once by training pods."""
+    return k8s.core.v1.ResourceQuota(
+        "gpu-quota",
+        metadata=metadata(GPU_QUOTA, config.namespaces["training"]),
+        spec={"hard": {f"requests.{GPU_RESOURCE}": str(config.training_gpu_quota)}},
+        opts=k8s_opts(provider, [namespaces["training"]]),
+    )

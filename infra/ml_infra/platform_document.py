@@ -1,0 +1,54 @@
+"""The ML_PLATFORM_CONFIG document: what the DAG library needs to know about a stack.
+
+Same schema as dags/ml_platform/platform.kind.json (parsed by ml_platform.settings), computed
+from the stack config alone, so it is known before anything is created and the kind stack's
+document can be compared with that file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ml_infra.config import Pool, StackConfig
+from ml_infra.endpoints import mlflow_url, storage_endpoint
+
+
+def _pool(pool: Pool) -> dict[str, Any]:
+    return {
+        "name": pool.name,
+        "labels": dict(pool.labels),
+        "taints": [{"key": t.key, "value": t.value, "effect": t.effect} for t in pool.taints],
+        "gpu": {"type": pool.gpu.type, "count": pool.gpu.count} if pool.gpu else None,
+        "node_allocatable": dict(pool.node_allocatable),
+    }
+
+
+def platform_document(config: StackConfig) -> dict[str, Any]:
+    buckets = config.storage.buckets
+    storage = {
+        "datasets_uri": f"s3://{buckets.datasets}",
+        "artifacts_uri": f"s3://{buckets.artifacts}",
+        "logs_uri": f"s3://{buckets.logs}",
+        "credentials_secret": config.storage.credentials_secret,
+        "airflow_connection": config.storage.airflow_connection,
+    }
+    endpoint = storage_endpoint(config)
+    if endpoint:
+        storage["endpoint_url"] = endpoint
+    return {
+        "environment": config.environment,
+        "namespaces": dict(config.namespaces),
+        "service_accounts": dict(config.service_accounts),
+        "images": {
+            "registry": config.images.registry,
+            "tag": config.images.tag,
+            "pull_policy": config.images.pull_policy,
+            "names": dict(config.images.names),
+        },
+        "mlflow": {
+            "tracking_uri": mlflow_url(config),
+            "credentials_secret": config.mlflow.credentials_secret,
+        },
+        "storage": storage,
+        "pools": [_pool(pool) for pool in config.pools],
+    }

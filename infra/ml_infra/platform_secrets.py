@@ -1,0 +1,185 @@
+"""Kubernetes Secrets that carry credentials to the pods that need them.
+
+Every value is a Pulumi secret (encrypted in the state). Pods get them by reference: the
+platform's container tasks load the storage and MLflow credentials Secrets with envFrom,
+Airflow and MLflow read theirs through their charts' `*SecretName` / `existingSecret` values.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from ml_infra.config import StackConfig
+from ml_infra.endpoints import AIRFLOW_RELEASE, storage_endpoint, storage_region
+from ml_infra.generated_secrets import GeneratedSecrets
+from ml_infra.kube import secret
+from ml_infra.resources import DatabaseServer, StorageAccess
+
+AIRFLOW_METADATA_SECRET = "airflow-metadata"
+AIRFLOW_FERNET_SECRET = "airflow-fernet-key"
+AIRFLOW_API_SECRET = "airflow-api-secret-key"
+AIRFLOW_JWT_SECRET = "airflow-jwt-secret"
+AIRFLOW_STORAGE_CONNECTION_SECRET = "airflow-storage-connection"
+AIRFLOW_REDIS_SECRET = "airflow-redis-password"
+AIRFLOW_BROKER_SECRET = "airflow-broker-url"
+MLFLOW_DATABASE_SECRET = "mlflow-database"
+POSTGRES_ADMIN_SECRET = "postgres-admin"
+DATABASE_USERS_SECRET = "database-users"
+# database -> owning role; MLflow keeps its users and permissions in a database of its own.
+DATABASES = {"airflow": "airflow", "mlflow": "mlflow", "mlflow_auth": "mlflow"}
+REDIS_PORT = 6379
+
+
+def connection_env_name(connection_id: str) -> str:
+    return f"AIRFLOW_CONN_{connection_id.upper()}"
+
+
+def storage_connection(config: StackConfig, access_key_id: str, secret_key: str) -> str:
+    """The Airflow `aws` connection the partition sensor and remote logging use (JSON form)."""
+    extra = {"region_name": storage_region(config)}
+    endpoint = storage_endpoint(config)
+    if endpoint:
+        extra["endpoint_url"] = endpoint
+    return json.dumps(
+        {"conn_type": "aws", "login": access_key_id, "password": secret_key, "extra": extra}
+    )
+
+
+def database_url(server: DatabaseServer, user: str, password: str, host: str) -> str:
+    return f"postgresql://{user}:{password}@{host}:{server.port}/{user}?sslmode={server.sslmode}"
+
+
+def declare_credentials_secrets(
+    config: StackConfig,
+    provider: k8s.Provider,
+    namespaces: dict[str, pulumi.Resource],
+    storage: StorageAccess,
+    generated: GeneratedSecrets,
+) -> list[pulumi.Resource]:
+    """Storage and MLflow credentials in every namespace whose pods use them."""
+    storage_data = {
+        "AWS_ACCESS_KEY_ID": storage.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": storage.secret_access_key,
+        "AWS_DEFAULT_REGION": storage_region(config),
+    }
+    mlflow_data = {
+        "MLFLOW_TRACKING_USERNAME": config.mlflow.admin_user,
+        "MLFLOW_TRACKING_PASSWORD": generated.mlflow_admin_password,
+    }
+    created: list[pulumi.Resource] = []
+    for role in ("training", "serving", "mlflow", "airflow"):
+        created.append(
+            secret(
+                f"storage-credentials-{role}",
+                config.storage.credentials_secret,
+                config.namespaces[role],
+                storage_data,
+                provider,
+                [namespaces[role]],
+            )
+        )
+    for role in ("training", "serving", "mlflow"):
+        created.append(
+            secret(
+                f"mlflow-credentials-{role}",
+                config.mlflow.credentials_secret,
+                config.namespaces[role],
+                mlflow_data,
+                provider,
+                [namespaces[role]],
+            )
+        )
+    return created
+
+
+def declare_postgres_admin_secret(
+    config: StackConfig,
+    provider: k8s.Provider,
+    namespace: pulumi.Resource,
+    admin_user: str,
+    generated: GeneratedSecrets,
+) -> pulumi.Resource:
+    """The server's admin login: the kind StatefulSet starts with it, the setup Job uses it."""
+    return secret(
+        "postgres-admin",
+        POSTGRES_ADMIN_SECRET,
+        config.namespaces["storage"],
+        {"username": admin_user, "password": generated.postgres_admin_password},
+        provider,
+        [namespace],
+    )
+
+
+def declare_database_secrets(
+    config: StackConfig,
+    provider: k8s.Provider,
+    namespaces: dict[str, pulumi.Resource],
+    server: DatabaseServer,
+    generated: GeneratedSecrets,
+) -> list[pulumi.Resource]:
+    """Each application's own login, and the passwords the setup Job gives them."""
+    host = pulumi.Output.from_input(server.host)
+    airflow_url = pulumi.Output.all(host, generated.airflow_db_password).apply(
+        lambda args: database_url(server, "airflow", args[1], args[0])
+    )
+    return [
+        secret(
+            "database-users",
+            DATABASE_USERS_SECRET,
+            config.namespaces["storage"],
+            {
+                "AIRFLOW_DB_PASSWORD": generated.airflow_db_password,
+                "MLFLOW_DB_PASSWORD": generated.mlflow_db_password,
+            },
+            provider,
+            [namespaces["storage"]],
+        ),
+        secret(
+            "airflow-metadata",
+            AIRFLOW_METADATA_SECRET,
+            config.namespaces["airflow"],
+            {"connection": airflow_url},
+            provider,
+            [namespaces["airflow"]],
+        ),
+        secret(
+            "mlflow-database",
+            MLFLOW_DATABASE_SECRET,
+            config.namespaces["mlflow"],
+            {"username": "mlflow", "password": generated.mlflow_db_password},
+            provider,
+            [namespaces["mlflow"]],
+        ),
+    ]
+
+
+def declare_airflow_secrets(
+    config: StackConfig,
+    provider: k8s.Provider,
+    namespace: pulumi.Resource,
+    storage: StorageAccess,
+    generated: GeneratedSecrets,
+) -> list[pulumi.Resource]:
+    ns = config.namespaces["airflow"]
+    connection_env = connection_env_name(config.storage.airflow_connection)
+    connection = pulumi.Output.all(storage.access_key_id, storage.secret_access_key).apply(
+        lambda keys: storage_connection(config, *keys)
+    )
+    wanted = {
+        AIRFLOW_FERNET_SECRET: {"fernet-key": generated.airflow_fernet_key},
+        AIRFLOW_API_SECRET: {"api-secret-key": generated.airflow_api_secret_key},
+        AIRFLOW_JWT_SECRET: {"jwt-secret": generated.airflow_jwt_secret},
+        AIRFLOW_STORAGE_CONNECTION_SECRET: {connection_env: connection},
+    }
+    if generated.airflow_redis_password is not None:
+        redis_host = f"{AIRFLOW_RELEASE}-redis"
+        wanted[AIRFLOW_REDIS_SECRET] = {"password": generated.airflow_redis_password}
+        wanted[AIRFLOW_BROKER_SECRET] = {
+            "connection": generated.airflow_redis_password.apply(
+                lambda pw: f"redis://:{pw}@{redis_host}:{REDIS_PORT}/0"
+            )
+        }
+    return [secret(name, name, ns, data, provider, [namespace]) for name, data in wanted.items()]

@@ -1,0 +1,31 @@
+"""What one part of the program hands to the next: the cluster, storage and database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+
+@dataclass(frozen=True)
+class ClusterAccess:
+    provider: k8s.Provider
+    # Resources that must exist before workloads are installed (node pools, GPU plugins).
+    ready: list[pulumi.Resource] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StorageAccess:
+    access_key_id: pulumi.Output[str]
+    secret_access_key: pulumi.Output[str]
+    ready: list[pulumi.Resource] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DatabaseServer:
+    host: pulumi.Output[str] | str
+    port: int
+    admin_user: str
+    sslmode: str  # what clients ask for: "require" for managed servers
+    ready: list[pulumi.Resource] = field(default_factory=list)

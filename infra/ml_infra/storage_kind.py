@@ -1,0 +1,96 @@
+"""kind: the buckets live in SeaweedFS, an S3-compatible store running in the cluster.
+
+Why SeaweedFS: MinIO's community edition stopped publishing images (Oct 2025) and its
+repository was archived (Apr 2026). SeaweedFS is Apache-2.0, actively released (chart and
+server versions move weekly), ships an official Helm chart with an all-in-one mode (one pod:
+master, volume, filer and S3 gateway) that suits a laptop, and its S3 gateway supports what
+boto3, MLflow, Airflow's S3 hook and pyarrow use (signed requests, multipart, listing).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from ml_infra import charts
+from ml_infra.config import StackConfig
+from ml_infra.endpoints import SEAWEEDFS_RELEASE, SEAWEEDFS_S3_PORT
+from ml_infra.helm_release import helm_release
+from ml_infra.kube import secret
+from ml_infra.resources import StorageAccess
+
+S3_CONFIG_SECRET = "seaweedfs-s3-config"
+S3_IDENTITY = "ml-platform"
+DATA_SIZE = "20Gi"
+
+
+def s3_identities(access_key_id: str, secret_access_key: str) -> str:
+    """SeaweedFS's S3 config: one identity with the rights the platform uses."""
+    return json.dumps(
+        {
+            "identities": [
+                {
+                    "name": S3_IDENTITY,
+                    "credentials": [{"accessKey": access_key_id, "secretKey": secret_access_key}],
+                    "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+                }
+            ]
+        }
+    )
+
+
+def seaweedfs_values(config: StackConfig) -> dict:
+    buckets = config.storage.buckets
+    return {
+        # All-in-one: one pod instead of the master/volume/filer/S3 StatefulSets.
+        "master": {"enabled": False},
+        "volume": {"enabled": False},
+        "filer": {"enabled": False},
+        "allInOne": {
+            "enabled": True,
+            "data": {"type": "persistentVolumeClaim", "size": DATA_SIZE},
+            "s3": {
+                "enabled": True,
+                "port": SEAWEEDFS_S3_PORT,
+                "enableAuth": True,
+                "existingConfigSecret": S3_CONFIG_SECRET,
+                "createBuckets": [
+                    {"name": name} for name in (buckets.datasets, buckets.artifacts, buckets.logs)
+                ],
+            },
+        },
+    }
+
+
+def declare_kind_storage(
+    config: StackConfig, provider: k8s.Provider, namespace: pulumi.Resource
+) -> StorageAccess:
+    access_key = random.RandomPassword("seaweedfs-access-key", length=20, special=False)
+    secret_key = random.RandomPassword("seaweedfs-secret-key", length=40, special=False)
+    access_key_id = pulumi.Output.secret(access_key.result)
+    secret_access_key = pulumi.Output.secret(secret_key.result)
+    s3_config = secret(
+        "seaweedfs-s3-config",
+        S3_CONFIG_SECRET,
+        config.namespaces["storage"],
+        {
+            "seaweedfs_s3_config": pulumi.Output.all(access_key_id, secret_access_key).apply(
+                lambda keys: s3_identities(*keys)
+            )
+        },
+        provider,
+        depends_on=[namespace],
+    )
+    release = helm_release(
+        "seaweedfs",
+        charts.SEAWEEDFS,
+        release_name=SEAWEEDFS_RELEASE,
+        namespace=config.namespaces["storage"],
+        values=seaweedfs_values(config),
+        provider=provider,
+        depends_on=[namespace, s3_config],
+    )
+    return StorageAccess(access_key_id, secret_access_key, ready=[release])

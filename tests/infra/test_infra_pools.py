@@ -1,0 +1,96 @@
+"""Each stack's pools carry the platform's taints and labels, on the resource that makes nodes."""
+
+from __future__ import annotations
+
+from pulumi_harness import declared, unwrap
+
+from ml_infra import charts
+from ml_infra.conventions import FAKE_GPU_POOL_LABEL
+
+GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+
+
+def _gpu_labels(pool: str, gpu_type: str) -> dict[str, str]:
+    return {
+        "ml-platform/pool": pool,
+        "nvidia.com/gpu.present": "true",
+        "ml-platform/gpu-type": gpu_type,
+    }
+
+
+def test_kind_nodes_get_their_pools_labels_and_taints():
+    patches = {
+        d.inputs["metadata"]["name"]: d.inputs for d in declared("kind").of_type(":NodePatch")
+    }
+    assert set(patches) == {"ml-platform-worker", "ml-platform-worker2"}
+    cpu, gpu = patches["ml-platform-worker"], patches["ml-platform-worker2"]
+    assert cpu["metadata"]["labels"] == {"ml-platform/pool": "cpu"}
+    assert cpu["spec"]["taints"] == []
+    assert gpu["metadata"]["labels"] == {
+        **_gpu_labels("gpu", "emulated-gpu"),
+        FAKE_GPU_POOL_LABEL: "gpu",
+    }
+    assert gpu["spec"]["taints"] == [GPU_TAINT]
+
+
+def test_kind_emulates_the_gpu_pool_with_the_fake_gpu_operator():
+    release = declared("kind").release("fake-gpu-operator").inputs
+    assert release["chart"] == f"{charts.FAKE_GPU_OPERATOR.repo}/fake-gpu-operator"
+    topology = unwrap(release["values"])["topology"]
+    assert topology["nodePoolLabelKey"] == FAKE_GPU_POOL_LABEL
+    assert topology["nodePools"]["gpu"]["gpuCount"] == 2
+    assert topology["nodePools"]["gpu"]["gpuProduct"] == "emulated-gpu"
+
+
+def test_eks_node_groups():
+    groups = {d.inputs["nodeGroupName"]: d.inputs for d in declared("prod").of_type(":NodeGroup")}
+    assert set(groups) == {"cpu", "gpu-l4", "gpu-l4-x4"}
+    cpu = groups["cpu"]
+    assert cpu["amiType"] == "AL2023_x86_64_STANDARD"
+    assert cpu["labels"] == {"ml-platform/pool": "cpu"}
+    assert cpu.get("taints", []) == []
+    for name, instance, count in (("gpu-l4", "g6.2xlarge", 0), ("gpu-l4-x4", "g6.12xlarge", 0)):
+        group = groups[name]
+        assert group["amiType"] == "AL2023_x86_64_NVIDIA"
+        assert group["instanceTypes"] == [instance]
+        assert group["labels"] == _gpu_labels(name, "nvidia-l4")
+        assert group["taints"] == [
+            {"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}
+        ]
+        assert group["scalingConfig"]["minSize"] == count
+    assert groups["gpu-l4"]["scalingConfig"]["maxSize"] == 8
+
+
+def test_eks_installs_the_device_plugin_and_the_autoscaler():
+    prod = declared("prod")
+    plugin = prod.release("nvidia-device-plugin").inputs
+    assert (plugin["chart"], plugin["version"]) == ("nvidia-device-plugin", "0.20.0")
+    autoscaler = unwrap(prod.release("cluster-autoscaler").inputs["values"])
+    assert autoscaler["autoDiscovery"]["clusterName"] == "ml-platform-prod"
+
+
+def test_gke_node_pools_with_accelerators_and_drivers():
+    pools = {d.inputs["name"]: d.inputs for d in declared("dev").of_type(":NodePool")}
+    assert set(pools) == {"cpu", "gpu-l4"}
+    assert pools["cpu"]["nodeConfig"]["labels"] == {"ml-platform/pool": "cpu"}
+    assert not pools["cpu"]["nodeConfig"].get("guestAccelerators")
+    gpu = pools["gpu-l4"]
+    config = gpu["nodeConfig"]
+    assert config["machineType"] == "g2-standard-8"
+    assert config["labels"] == _gpu_labels("gpu-l4", "nvidia-l4")
+    assert config["taints"] == [
+        {"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}
+    ]
+    assert config["guestAccelerators"] == [
+        {
+            "type": "nvidia-l4",
+            "count": 1,
+            "gpuDriverInstallationConfig": {"gpuDriverVersion": "LATEST"},
+        }
+    ]
+    assert gpu["autoscaling"] == {"minNodeCount": 0, "maxNodeCount": 2}
+
+
+def test_gke_enforces_network_policies():
+    cluster = declared("dev").of_type("container/cluster:Cluster")[0].inputs
+    assert cluster["datapathProvider"] == "ADVANCED_DATAPATH"
