@@ -15,6 +15,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import DAG, Param, task
 
 from ml_platform.container import container_task
+from ml_platform.dag_defaults import platform_default_args
 from ml_platform.sensors import wait_for_partition
 from ml_platform.settings import platform_config
 
@@ -22,14 +23,6 @@ DAG_ID = "ml_drift_monitor"
 TRAINING_DAG_ID = "ml_training_pipeline"
 PARTITION_URI = platform_config().datasets_uri + "/daily/{{ ds }}"
 
-default_args = {
-    "owner": "ml-platform",
-    "retries": 2,
-    "retry_delay": timedelta(minutes=1),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=15),
-    "execution_timeout": timedelta(minutes=30),
-}
 
 with DAG(
     dag_id=DAG_ID,
@@ -37,7 +30,9 @@ with DAG(
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
-    default_args=default_args,
+    default_args=platform_default_args(
+        owner="ml-platform", execution_timeout=timedelta(minutes=30)
+    ),
     tags=["ml", "monitoring"],
     doc_md=__doc__,
     params={

@@ -8,6 +8,7 @@ from typing import Any
 from airflow.sdk import DAG, Param, TaskGroup, get_current_context, task
 
 from ml_platform.container import container_task, mapped_container_task
+from ml_platform.dag_defaults import platform_default_args
 from ml_platform.sensors import wait_for_partition
 from ml_platform.settings import platform_config
 from ml_platform.sweep import build_combinations, trainer_arguments
@@ -18,14 +19,6 @@ PLATFORM = platform_config()
 PARTITION_URI = PLATFORM.datasets_uri + "/daily/{{ ds }}"
 PREPARED_URI = PLATFORM.datasets_uri + "/prepared/{{ ds }}"
 
-default_args = {
-    "owner": "ml-platform",
-    "retries": 2,
-    "retry_delay": timedelta(minutes=1),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=15),
-    "execution_timeout": timedelta(hours=2),
-}
 
 with DAG(
     dag_id=DAG_ID,
@@ -33,7 +26,7 @@ with DAG(
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
-    default_args=default_args,
+    default_args=platform_default_args(owner="ml-platform", execution_timeout=timedelta(hours=2)),
     tags=["ml", "training", "gpu"],
     doc_md=__doc__,
     params={
