@@ -16,7 +16,7 @@ MLFLOW_PORT ?= 5000
 .PHONY: help setup lock lint format test demo bench mlflow-ui serving-down clean
 
 help: ## list the verbs
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 setup: $(STAMP) ## create .venv with the pinned dependencies (quick when nothing changed)
 
@@ -45,11 +45,42 @@ format: setup ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: setup lint ## everything that can run on this machine: lint, then pytest
+test: setup lint check-dags ## everything that can run on this machine: lint, DAG checks, pytest
 	$(BIN)/pytest
 
 demo: setup ## the main job, locally, against a real MLflow server
 	PYTHONPATH=dags $(BIN)/python -m ml_platform.local.demo --local-dir $(LOCAL_DIR) --mlflow-port $(MLFLOW_PORT) $(ARGS)
+
+.PHONY: check-dags new-dag run-dag
+check-dags: setup ## DAG files: imports, parse time, policies, pod placement (docs/ml-teams.md)
+	PYTHONPATH=dags $(BIN)/python -m ml_platform.checks dags
+
+new-dag: setup ## scaffold a team's DAG and its test: NAME=<name> TEAM=<team> [TRAINER=1]
+	PYTHONPATH=dags $(BIN)/python -m ml_platform.scaffold --team "$(TEAM)" --name "$(NAME)" \
+	  $(if $(filter 1 yes true,$(TRAINER)),--trainer)
+
+run-dag: setup ## run one DAG locally like `make demo`: DAG=<dag_id> [ARGS='--date ...']
+	@test -n "$(DAG)" || { echo "run-dag: DAG=<dag_id> is required, e.g. make run-dag DAG=ml_drift_monitor" >&2; exit 2; }
+	PYTHONPATH=dags $(BIN)/python -m ml_platform.local.demo --dag "$(DAG)" \
+	  --local-dir $(LOCAL_DIR) --mlflow-port $(MLFLOW_PORT) $(ARGS)
+
+# The kind path (docs/kind.md): a local cluster running the kind stack, the platform images,
+# and the end-to-end tests against it. The shell logic lives in infra/kind/ and infra/deploy.sh.
+.PHONY: kind-up images deploy e2e kind-down
+kind-up: setup ## create the local kind cluster unless it exists, and check it
+	infra/kind/up.sh
+
+images: setup ## build the trainer and deployer images (CPU) and load them into kind
+	infra/kind/images.sh
+
+deploy: setup ## pulumi up one stack: ENV=kind (local state in .local/kind) or ENV=dev|prod
+	infra/deploy.sh "$(ENV)"
+
+e2e: setup ## end-to-end tests on the kind stack (after kind-up, images, deploy ENV=kind)
+	E2E_REQUIRED=1 $(BIN)/pytest tests/e2e -m e2e -rs -o log_cli=true --log-cli-level=INFO
+
+kind-down: setup ## delete the kind cluster and the kind stack's local state
+	infra/kind/down.sh
 
 bench: setup ## benchmarks, each printing its figures and ratios side by side
 	@for script in tests/benchmarks/bench_*.py; do \
@@ -57,8 +88,8 @@ bench: setup ## benchmarks, each printing its figures and ratios side by side
 
 mlflow-ui: setup ## browse the MLflow data of the last `make demo`
 	$(BIN)/mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1 \
-	  --backend-store-uri sqlite:///$(abspath $(LOCAL_DIR))/mlflow.db \
-	  --artifacts-destination $(abspath $(LOCAL_DIR))/mlartifacts
+	  --backend-store-uri sqlite:///$(abspath $(LOCAL_DIR))/mlflow/mlflow.db \
+	  --artifacts-destination $(abspath $(LOCAL_DIR))/mlflow/mlartifacts
 
 serving-down: ## stop the model servers `make demo` left serving
 	@test ! -d $(LOCAL_DIR)/deployer || $(BIN)/python -c 'import sys; from pathlib import Path; \

@@ -1,18 +1,35 @@
 """Airflow cluster policies the platform ships through airflow_local_settings.
 
-pod_mutation_hook: a pod that asks for `nvidia.com/gpu` but carries no way onto a GPU node
-(a KubernetesPodOperator written the textbook way) gets the tolerations and node affinity of
-the smallest GPU pool that fits it, so it schedules instead of hanging in Pending.
+The deployment's airflow_local_settings installs the three functions below (the Helm values
+render it in infra/ml_infra/airflow_release.py; the local runtime's is in
+ml_platform.local.run_dag):
+
+- dag_policy: every DAG has an owner (its team), tags and retries, or it is not loaded;
+- task_policy: a KubernetesPodOperator declares CPU/memory requests and limits, runs a platform
+  image, and is neither privileged nor on the node's network, PID or IPC namespace or disk;
+- pod_mutation_hook: every pod Airflow creates is refused when privileged, on a hostPath or a
+  host namespace; a pod that asks for `nvidia.com/gpu` but carries no way onto a GPU node (a
+  KubernetesPodOperator written the textbook way) gets the tolerations and node affinity of
+  the smallest GPU pool that fits it, so it schedules instead of hanging in Pending.
+
+The rules are those of `make check-dags` (ml_platform.dag_rules, ml_platform.pod_rules), so a
+DAG that passed review is not refused here; messages carry the same codes.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+from airflow.exceptions import AirflowClusterPolicyViolation
 from kubernetes.client import models as k8s
 
+from ml_platform.dag_rules import dag_violations
+from ml_platform.pod_rules import SECURITY_CODES, operator_pod, pod_violations
 from ml_platform.pools import NoPoolError, _tolerates, affinity_for, fitting_pools, gpu_request
 from ml_platform.settings import PlatformConfig, Pool, platform_config
+from ml_platform.source_lines import locate_dag, locate_task
+from ml_platform.violations import Violation
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +93,55 @@ def schedule_gpu_pod(pod: k8s.V1Pod, config: PlatformConfig) -> None:
     log.info("pod %s: scheduled onto GPU pool %r", pod.metadata.name, pool.name)
 
 
+def _refuse(violations: list[Violation], path: str, line: int) -> None:
+    raise AirflowClusterPolicyViolation("; ".join(str(v.at(path, line)) for v in violations))
+
+
+def dag_policy(dag: Any) -> None:
+    """Airflow calls this for every DAG it parses: refuse a DAG without owner, tags or retries."""
+    violations = dag_violations(dag)
+    if violations:
+        _refuse(violations, *locate_dag(dag.fileloc, dag.dag_id))
+
+
+def _is_pod_operator(task: Any) -> bool:
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+    op_class = task.operator_class if isinstance(task, MappedOperator) else type(task)
+    return isinstance(op_class, type) and issubclass(op_class, KubernetesPodOperator)
+
+
+def task_policy(task: Any) -> None:
+    """Airflow calls this for every task it parses: check a KubernetesPodOperator's pod."""
+    if not _is_pod_operator(task):
+        return
+    pod = operator_pod(task)
+    violations = pod_violations(
+        pod,
+        where=f"task {task.task_id!r}",
+        registry=platform_config().images.registry,
+        base_container=pod.spec.containers[0].name,
+    )
+    if violations:
+        _refuse(violations, *locate_task(task.dag.fileloc, task.dag.dag_id, task.task_id))
+
+
+def refuse_unsafe_pod(pod: k8s.V1Pod) -> None:
+    """Raise AirflowClusterPolicyViolation for a privileged, hostPath or host-namespace pod."""
+    labels = (pod.metadata.labels if pod.metadata else None) or {}
+    where = f"pod {pod.metadata.name if pod.metadata else None!r}"
+    if labels.get("dag_id") and labels.get("task_id"):
+        where += f" of task {labels['dag_id']}.{labels['task_id']}"
+    violations = pod_violations(pod, where=where, codes=SECURITY_CODES)
+    if violations:
+        # Only the pod is known here; task_policy names the line when the DAG is parsed.
+        raise AirflowClusterPolicyViolation(
+            "; ".join(f"{v.code} {v.message} ({v.fix})" for v in violations)
+        )
+
+
 def pod_mutation_hook(pod: k8s.V1Pod) -> None:
     """Airflow calls this for every pod it launches (KubernetesPodOperator and executors)."""
+    refuse_unsafe_pod(pod)
     schedule_gpu_pod(pod, platform_config())

@@ -14,8 +14,9 @@ from datetime import date
 from pathlib import Path
 
 from deployer.targets.local import LocalTarget
-from ml_platform.local.demo import generate_partition, run_dag_locally
+from ml_platform.local.demo import run_dag_locally
 from ml_platform.local.mlflow_server import local_mlflow_server
+from ml_platform.local.partitions import generate_partition
 
 TARGET = 1.3
 PARALLELISM = 1  # dag.test() executes task instances one after another

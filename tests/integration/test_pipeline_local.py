@@ -18,8 +18,9 @@ import requests
 from mlflow import MlflowClient
 
 from deployer.targets.local import LocalTarget
-from ml_platform.local.demo import generate_partition, run_dag_locally
+from ml_platform.local.demo import run_dag_locally
 from ml_platform.local.mlflow_server import MlflowServer, local_mlflow_server
+from ml_platform.local.partitions import generate_partition
 
 pytestmark = pytest.mark.slow
 

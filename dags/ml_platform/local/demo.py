@@ -1,7 +1,7 @@
-"""The platform's main job on one machine (`make demo`).
+"""Run a DAG on one machine (`make demo` for the training pipeline, `make run-dag DAG=...`).
 
-Starts a real MLflow server, generates the day's data with the trainer, runs the training
-pipeline DAG with real Airflow in the local runtime, and prints what happened.
+Starts a real MLflow server, generates the day's data with the trainer when the DAG waits for
+it, runs the DAG with real Airflow in the local runtime, and prints what happened.
 """
 
 from __future__ import annotations
@@ -13,43 +13,25 @@ import os
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from ml_platform.local.mlflow_server import local_mlflow_server
-from ml_platform.local.run_dag import local_environment
+from ml_platform.local.run_dag import DAGS_FOLDER, local_environment
 
 log = logging.getLogger("demo")
 DAG_ID = "ml_training_pipeline"
+RESULT_SHOWN_CHARS = 160  # a task's XCom result in the summary of a DAG of any shape
 
 
-def _console_script(name: str) -> str:
-    return str(Path(sys.executable).with_name(name))
+@dataclass(frozen=True)
+class GeneratedData:
+    """The synthetic partition to generate when the DAG waits for the day's data."""
 
-
-def generate_partition(local_dir: Path, day: date, drift: float, rows: int) -> str:
-    uri = f"file://{(local_dir / 'datasets' / 'daily' / day.isoformat()).resolve()}"
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(
-            [
-                _console_script("trainer"),
-                "--xcom-path",
-                f"{tmp}/return.json",
-                "generate",
-                "--date",
-                day.isoformat(),
-                "--output-uri",
-                uri,
-                "--drift",
-                str(drift),
-                "--rows",
-                str(rows),
-            ],
-            check=True,
-            timeout=300,
-        )
-    return uri
+    drift: float = 0.0
+    rows: int = 4000
 
 
 def run_dag_locally(
@@ -59,24 +41,19 @@ def run_dag_locally(
     conf: dict[str, Any],
     dag_id: str = DAG_ID,
     timeout_s: float = 1800,
+    data: GeneratedData | None = None,
+    dags_folder: Path = DAGS_FOLDER,
 ) -> dict[str, Any]:
     """Run the DAG in a process of its own (Airflow reads its settings at import)."""
-    env = {**os.environ, **local_environment(local_dir, mlflow_uri)}
+    env = {**os.environ, **local_environment(local_dir, mlflow_uri, dags_folder)}
+    command = [sys.executable, "-m", "ml_platform.local.run_dag", dag_id]
+    command += ["--date", day.isoformat(), "--conf", json.dumps(conf)]
+    if data is not None:
+        command += ["--generate-data", "--drift", str(data.drift), "--rows", str(data.rows)]
     with tempfile.TemporaryDirectory() as tmp:
         result_file = Path(tmp) / "outcome.json"
         subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "ml_platform.local.run_dag",
-                dag_id,
-                "--date",
-                day.isoformat(),
-                "--conf",
-                json.dumps(conf),
-                "--result-file",
-                str(result_file),
-            ],
+            command + ["--result-file", str(result_file)],
             env=env,
             timeout=timeout_s,
             check=False,
@@ -84,6 +61,26 @@ def run_dag_locally(
         if not result_file.exists():
             raise SystemExit("demo: the DAG run did not finish; see the output above")
         return json.loads(result_file.read_text())
+
+
+def _task_lines(outcome: dict[str, Any]) -> list[str]:
+    """Each task's states and XCom result, in the DAG's order: any DAG's summary."""
+    states = outcome["task_states"]
+    order = [t for t in outcome.get("task_order", []) if t in states]
+    order += [t for t in states if t not in order]
+    if not order:
+        return ["  no task ran: is the date before the DAG's start_date?"]
+    width = max(len(t) for t in order)
+    lines = []
+    for task_id in order:
+        line = f"  {task_id:{width}}  {', '.join(states[task_id])}"
+        if task_id in outcome["results"]:
+            shown = json.dumps(outcome["results"][task_id], default=str)
+            if len(shown) > RESULT_SHOWN_CHARS:
+                shown = shown[: RESULT_SHOWN_CHARS - 3] + "..."
+            line += f"  -> {shown}"
+        lines.append(line)
+    return lines
 
 
 def format_summary(outcome: dict[str, Any], mlflow_ui: str) -> str:
@@ -96,10 +93,9 @@ def format_summary(outcome: dict[str, Any], mlflow_ui: str) -> str:
         lines.append(f"  retraining:   {'triggered' if triggered else 'not needed'}")
         return "\n".join(lines)
     summary = results.get("notify")
-    if not summary:
-        failed = [t for t, states in outcome["task_states"].items() if "failed" in states]
-        lines.append(f"  failed tasks: {', '.join(failed) or 'none'}")
-        return "\n".join(lines)
+    if not summary or "best_metrics" not in summary:
+        # Not the training pipeline, or it stopped early: every task's outcome.
+        return "\n".join(lines + _task_lines(outcome) + [f"  MLflow UI:    {mlflow_ui}"])
     metrics = summary["best_metrics"]
     lines += [
         f"  best params:  {summary['best_params']}",
@@ -135,14 +131,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=4000)
     parser.add_argument("--conf", type=json.loads, default={}, help="DAG params as JSON")
     parser.add_argument("--dag", default=DAG_ID, help="the DAG to run (default: %(default)s)")
+    parser.add_argument(
+        "--dags-folder", type=Path, default=DAGS_FOLDER, help="where the DAG file lies"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     local_dir = args.local_dir.resolve()
     with local_mlflow_server(local_dir / "mlflow", port=args.mlflow_port) as server:
-        log.info("generating the %s partition (drift %.2f)", args.date, args.drift)
-        generate_partition(local_dir, args.date, args.drift, args.rows)
         log.info("running %s with real Airflow in the local runtime", args.dag)
-        outcome = run_dag_locally(local_dir, server.url, args.date, args.conf, dag_id=args.dag)
+        outcome = run_dag_locally(
+            local_dir,
+            server.url,
+            args.date,
+            args.conf,
+            dag_id=args.dag,
+            data=GeneratedData(args.drift, args.rows),
+            dags_folder=args.dags_folder,
+        )
     print()
     print(format_summary(outcome, "run `make mlflow-ui`, then open http://127.0.0.1:5000"))
     print(f"  Airflow task logs: {local_dir / 'airflow' / 'logs'}")

@@ -1,9 +1,10 @@
 """Run a DAG of this repo on one machine: real Airflow (dag.test), container tasks as processes.
 
-    python -m ml_platform.local.run_dag DAG_ID --local-dir .local --mlflow-uri URL [--date D]
+    python -m ml_platform.local.run_dag DAG_ID [--date D] [--conf JSON] [--generate-data]
 
 The environment must be set before Airflow is imported, so this runs in its own process;
-`local_environment` is what ml_platform.local.demo (and the tests) hand to it.
+`local_environment` is what ml_platform.local.demo (and the tests) hand to it. With
+--generate-data, a DAG that waits for the day's partition gets it generated first.
 """
 
 from __future__ import annotations
@@ -19,10 +20,14 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from ml_platform.local.partitions import generate_partition, waits_for_daily_partition
 from ml_platform.settings import CONFIG_ENV, DEFAULT_CONFIG_FILE, RUNTIME_ENV
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2]
-LOCAL_SETTINGS = "from ml_platform.policies import pod_mutation_hook  # noqa: F401\n"
+# The platform's three cluster policies, as the Helm values install them on a cluster.
+LOCAL_SETTINGS = (
+    "from ml_platform.policies import dag_policy, pod_mutation_hook, task_policy  # noqa: F401\n"
+)
 log = logging.getLogger("run_dag")
 
 
@@ -36,13 +41,15 @@ def local_platform_config(local_dir: Path, mlflow_uri: str) -> dict[str, Any]:
     return doc
 
 
-def local_environment(local_dir: Path, mlflow_uri: str) -> dict[str, str]:
+def local_environment(
+    local_dir: Path, mlflow_uri: str, dags_folder: Path = DAGS_FOLDER
+) -> dict[str, str]:
     """Environment variables that make Airflow and the platform run on this machine."""
     local_dir = local_dir.resolve()
     airflow_home = local_dir / "airflow"
     return {
         "AIRFLOW_HOME": str(airflow_home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(Path(dags_folder).resolve()),
         # The runner itself lives in the DAGs folder's platform library.
         "PYTHONPATH": os.pathsep.join(
             filter(None, [str(DAGS_FOLDER), os.environ.get("PYTHONPATH")])
@@ -69,15 +76,12 @@ def prepare_airflow_home() -> None:
     subprocess.run([airflow, "db", "migrate"], check=True, capture_output=True, timeout=300)
 
 
-def run(dag_id: str, logical_date: datetime, conf: dict[str, Any]) -> dict[str, Any]:
-    """dag.test() one run; returns the run's state, each task's states and notify's result."""
+def load_dag(dag_id: str) -> Any:
+    """The DAG from the DAGs folder, parsed as the DAG processor does (cluster policies too)."""
     from airflow.dag_processing.dagbag import DagBag
-    from airflow.models.dagrun import DagRun
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
 
-    bag = DagBag(dag_folder=str(DAGS_FOLDER))
+    dags_folder = os.environ["AIRFLOW__CORE__DAGS_FOLDER"]
+    bag = DagBag(dag_folder=dags_folder)
     if bag.import_errors:
         errors = "; ".join(
             f"{path}: {err.splitlines()[-1]}" for path, err in bag.import_errors.items()
@@ -86,8 +90,20 @@ def run(dag_id: str, logical_date: datetime, conf: dict[str, Any]) -> dict[str, 
     dag = bag.get_dag(dag_id)
     if dag is None:
         raise SystemExit(
-            f"run_dag: no DAG {dag_id!r} in {DAGS_FOLDER} (have: {', '.join(bag.dag_ids)})"
+            f"run_dag: no DAG {dag_id!r} in {dags_folder} (have: {', '.join(bag.dag_ids)}): "
+            "pass one of those"
         )
+    return dag
+
+
+def run(dag: Any, logical_date: datetime, conf: dict[str, Any]) -> dict[str, Any]:
+    """dag.test() one run; returns the run's state, each task's states and results."""
+    from airflow.models.dagrun import DagRun
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    dag_id = dag.dag_id
     started = time.monotonic()
     dag_run = dag.test(logical_date=logical_date, run_conf=conf or None)
     wall_s = time.monotonic() - started
@@ -113,6 +129,7 @@ def run(dag_id: str, logical_date: datetime, conf: dict[str, Any]) -> dict[str, 
         "run_id": dag_run.run_id,
         "state": str(dag_run.state),
         "wall_s": round(wall_s, 2),
+        "task_order": [task.task_id for task in dag.tasks],
         "task_states": task_states,
         "task_durations_s": durations,
         "results": results,
@@ -126,13 +143,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--date", type=date.fromisoformat, default=date.today())
     parser.add_argument("--conf", type=json.loads, default={}, help="DAG params as JSON")
     parser.add_argument("--result-file", type=Path, help="write the run's outcome here as JSON")
+    parser.add_argument(
+        "--generate-data",
+        action="store_true",
+        help="generate the day's partition first when the DAG waits for it",
+    )
+    parser.add_argument("--drift", type=float, default=0.0, help="drift of generated data")
+    parser.add_argument("--rows", type=int, default=4000, help="rows of generated data")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if os.environ.get(RUNTIME_ENV) != "local" or "AIRFLOW_HOME" not in os.environ:
         parser.error("start it with local_environment() set (see ml_platform.local.demo)")
     prepare_airflow_home()
+    dag = load_dag(args.dag_id)
+    local_dir = Path(os.environ["AIRFLOW_HOME"]).parent  # local_environment's layout
+    if args.generate_data and waits_for_daily_partition(dag, local_dir):
+        log.info("generating the %s partition (drift %.2f)", args.date, args.drift)
+        generate_partition(local_dir, args.date, args.drift, args.rows)
     logical_date = datetime(args.date.year, args.date.month, args.date.day, tzinfo=UTC)
-    outcome = run(args.dag_id, logical_date, args.conf)
+    outcome = run(dag, logical_date, args.conf)
     if args.result_file:
         args.result_file.write_text(json.dumps(outcome, indent=2, default=str))
     print(json.dumps({k: outcome[k] for k in ("dag_id", "run_id", "state", "wall_s")}))

@@ -1,0 +1,19 @@
+"""Bad: no owner, so its tasks run as Airflow's default owner (an Airflow DAG file)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from airflow.sdk import DAG
+
+from ml_platform.container import container_task
+
+with DAG(  # expect: MLP101
+    dag_id="bad_no_owner",
+    schedule="@daily",
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    default_args={"retries": 1, "retry_delay": timedelta(minutes=1)},
+    tags=["fixture"],
+):
+    container_task("validate", image="trainer", arguments=["validate"])
