@@ -7,6 +7,7 @@ inputs (secret values keep Pulumi's secret wrapper, so tests can see what is mar
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from dataclasses import dataclass, field
@@ -139,6 +140,9 @@ def stack_values(stack: str) -> dict[str, Any]:
 
 
 def _use_mocks(stack: str, config: dict[str, str]) -> RecordingMocks:
+    # Pulumi's runtime makes its futures on the thread's current event loop; a test that ran
+    # before (asyncio.run in Airflow or the deployer) can leave the main thread without one.
+    asyncio.set_event_loop(asyncio.new_event_loop())
     mocks = RecordingMocks()
     pulumi_settings.ROOT.set(None)  # a fresh root Stack resource per run
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
