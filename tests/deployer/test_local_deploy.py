@@ -76,7 +76,7 @@ def test_deploy_registers_promotes_serves_and_is_idempotent(
     assert local_deployer.state(model_name)["server"]["version"] == "1"
 
 
-def test_failed_smoke_test_keeps_the_previous_version_serving(
+def test_a_model_that_cannot_answer_never_gets_ready_and_the_previous_version_keeps_serving(
     local_deployer: LocalDeployer, model_name: str, tmp_path: Path
 ) -> None:
     good = local_deployer("deploy", "--run-id", log_torch_model(), "--model-name", model_name)
@@ -91,7 +91,9 @@ def test_failed_smoke_test_keeps_the_previous_version_serving(
     assert failed.code == 1
     lines = failed.stderr.splitlines()
     assert len(lines) == 1, failed.stderr
-    assert lines[0].startswith("deployer deploy: failed at smoke_test: ")
+    # The server predicts its own input example before it says ready, so the bad model fails
+    # at readiness (on Kubernetes: never Ready, never sent traffic), before any smoke test.
+    assert lines[0].startswith("deployer deploy: failed at readiness: ")
     assert "model exploded on purpose" in lines[0]
     assert failed.xcom is None
     client = MlflowClient()
@@ -104,7 +106,7 @@ def test_failed_smoke_test_keeps_the_previous_version_serving(
     assert state["candidate"] is None
 
 
-def test_wrong_number_of_predictions_fails_the_smoke_test(
+def test_wrong_number_of_predictions_fails_before_ready(
     local_deployer: LocalDeployer, model_name: str, tmp_path: Path
 ) -> None:
     good = local_deployer("deploy", "--run-id", log_torch_model(), "--model-name", model_name)
@@ -116,9 +118,8 @@ def test_wrong_number_of_predictions_fails_the_smoke_test(
     )
 
     assert failed.code == 1
-    assert failed.stderr == (
-        "deployer deploy: failed at smoke_test: expected 3 predictions (one per input row), got 1\n"
-    )
+    assert failed.stderr.startswith("deployer deploy: failed at readiness: ")
+    assert "expected 3 predictions (one per input row), got 1" in failed.stderr
     assert MlflowClient().get_registered_model(model_name).aliases == {"champion": "1"}
     state_after = local_deployer.state(model_name)
     assert state_after["server"] == state_before["server"]

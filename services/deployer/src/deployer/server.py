@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from deployer.errors import one_line
+from deployer.errors import StepFailed, one_line
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,31 @@ class ModelSlot:
         # Models whose signature comes from type hints take `inputs` as is, like MLflow's server.
         self._raw_inputs = model.metadata._is_signature_from_type_hint()
         self.model = model
+        self.self_check()
         self.loaded.set()
-        log.info("model loaded in %.1fs; ready", time.monotonic() - started)
+        log.info("model loaded and checked in %.1fs; ready", time.monotonic() - started)
+
+    def self_check(self) -> None:
+        """Predict the model's own input example before saying ready.
+
+        A model that cannot answer never becomes Ready, so a rolling update never sends it
+        traffic: the rollout stalls, the deployer fails at readiness and restores the
+        previous revision, and no client sees an error.
+        """
+        from deployer.smoke import smoke_request
+
+        try:
+            example = smoke_request(self.identity.model_uri)
+        except StepFailed as exc:
+            log.warning("no self-check before ready: %s", exc.why)
+            return
+        data, params = self.parse(json.dumps(example.payload).encode())
+        predictions = json.loads(self.predict(data, params))["predictions"]
+        if len(predictions) != example.rows:
+            raise ValueError(
+                f"self-check: expected {example.rows} predictions (one per input row), "
+                f"got {len(predictions)}"
+            )
 
     def parse(self, body: bytes) -> tuple[Any, dict[str, Any] | None]:
         """An MLflow scoring payload as the model's input and params; the JSON parsed once."""
@@ -271,4 +294,8 @@ def serve(model_uri: str, host: str, port: int, threads: int = 1) -> int:
     threading.Thread(target=load_or_stop, name="model-loader", daemon=True).start()
     log.info("model server for %s on %s:%d (%d compute threads)", model_uri, host, port, threads)
     server.run()
-    return 1 if slot.error else 0
+    if slot.error:
+        # Last line of the log on purpose: the deployer quotes it as the reason.
+        log.error("model server stopped: %s", slot.error)
+        return 1
+    return 0
