@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from checks_testkit import DAGS, GOOD_DAGS
 
+from ml_platform.checks import stacks
 from ml_platform.checks.runner import check_files
 from ml_platform.checks.stacks import documents_from_files, stack_documents
 from ml_platform.settings import DEFAULT_CONFIG_FILE, PlatformConfigError
@@ -24,7 +27,7 @@ def _line_of(path: Path, text: str) -> int:
     return next(n for n, line in enumerate(path.read_text().splitlines(), 1) if text in line)
 
 
-def test_the_default_stacks_are_the_local_default_document() -> None:
+def test_the_stacks_checked_by_default_are_the_infra_stacks_that_can_be_computed() -> None:
     assert stack_documents() == {"kind": _kind()}
 
 
@@ -60,3 +63,32 @@ def test_stack_documents_from_files_are_validated(tmp_path: Path) -> None:
     assert documents_from_files([good]) == {"kind": _kind()}
     with pytest.raises(PlatformConfigError, match="missing key images.registry"):
         documents_from_files([bad])
+
+
+def test_stacks_missing_organisation_settings_are_named_not_checked() -> None:
+    unchecked = stacks.unchecked_stacks()
+    assert set(unchecked) == {"dev", "prod"}
+    assert "ml-platform:images.registry: required key is missing" in unchecked["prod"]
+
+
+def test_a_stack_file_with_its_organisation_settings_is_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    infra = tmp_path / "infra"
+    shutil.copytree(stacks.INFRA_DIR / "ml_infra", infra / "ml_infra")
+    shutil.copy(stacks.INFRA_DIR / "Pulumi.kind.yaml", infra)
+    prod = yaml.safe_load((stacks.INFRA_DIR / "Pulumi.prod.yaml").read_text())
+    prod["config"]["ml-platform:images"]["registry"] = "registry.internal.test/ml"
+    prod["config"]["ml-platform:airflow"]["dags"]["repo_url"] = "https://git.internal.test/ml.git"
+    (infra / "Pulumi.prod.yaml").write_text(yaml.safe_dump(prod))
+    monkeypatch.setattr(stacks, "INFRA_DIR", infra)
+    stacks._infra_stacks.cache_clear()
+    try:
+        documents = stacks.stack_documents()
+        assert sorted(documents) == ["kind", "prod"]
+        assert documents["prod"]["images"]["registry"] == "registry.internal.test/ml"
+        gpu_pools = [p for p in documents["prod"]["pools"] if p["gpu"]]
+        assert gpu_pools and all(p["taints"] for p in gpu_pools)
+        assert stacks.unchecked_stacks() == {}
+    finally:
+        stacks._infra_stacks.cache_clear()

@@ -58,10 +58,17 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="check-dags-airflow-") as home:
         _isolate_airflow(home)
         from ml_platform.checks.runner import check_files
-        from ml_platform.checks.stacks import documents_from_files, stack_documents
+        from ml_platform.checks.stacks import (
+            documents_from_files,
+            stack_documents,
+            unchecked_stacks,
+        )
 
         try:
             stacks = documents_from_files(args.config) if args.config else stack_documents()
+            if not args.config:
+                for stack, why in unchecked_stacks().items():
+                    print(f"check-dags: stack {stack} not checked: {why}", file=sys.stderr)
             findings = check_files(args.paths or DEFAULT_PATHS, stacks, parse_budget)
         except (FileNotFoundError, ValueError) as exc:
             print(f"check-dags: {exc}", file=sys.stderr)
