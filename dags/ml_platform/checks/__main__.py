@@ -66,13 +66,13 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             stacks = documents_from_files(args.config) if args.config else stack_documents()
-            if not args.config:
-                for stack, why in unchecked_stacks().items():
-                    print(f"check-dags: stack {stack} not checked: {why}", file=sys.stderr)
+            unchecked = {} if args.config else unchecked_stacks()
             findings = check_files(args.paths or DEFAULT_PATHS, stacks, parse_budget)
         except (FileNotFoundError, ValueError) as exc:
             print(f"check-dags: {exc}", file=sys.stderr)
             return 2
+    for stack, why in unchecked.items():
+        print(f"check-dags: stack {stack} not checked: {why}", file=sys.stderr)
     for finding in findings:
         print(finding)
     files = len({f.path for f in findings})
