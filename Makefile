@@ -92,10 +92,8 @@ mlflow-ui: setup ## browse the MLflow data of the last `make demo`
 	  --artifacts-destination $(abspath $(LOCAL_DIR))/mlflow/mlartifacts
 
 serving-down: ## stop the model servers `make demo` left serving
-	@test ! -d $(LOCAL_DIR)/deployer || $(BIN)/python -c 'import sys; from pathlib import Path; \
-	  from deployer.targets.local import LocalTarget; root = Path(sys.argv[1]); \
-	  [LocalTarget(root, d.name).stop_all() for d in root.iterdir() if (d / "state.json").exists()]' \
-	  $(LOCAL_DIR)/deployer
+	$(BIN)/python -c 'import sys; from deployer.targets.local import stop_all_models; \
+	  print("stopped:", ", ".join(stop_all_models(sys.argv[1])) or "nothing")' $(LOCAL_DIR)/deployer
 
 clean: serving-down ## stop local model servers and remove the local run's data (keeps .venv)
 	rm -rf $(LOCAL_DIR)

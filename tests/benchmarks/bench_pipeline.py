@@ -13,7 +13,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from deployer.targets.local import LocalTarget
+from deployer.targets.local import stop_all_models
 from ml_platform.local.demo import run_dag_locally
 from ml_platform.local.mlflow_server import local_mlflow_server
 from ml_platform.local.partitions import generate_partition
@@ -34,8 +34,7 @@ def main() -> int:
             try:
                 outcome = run_dag_locally(local_dir, server.url, DAY, CONF)
             finally:
-                for model_dir in (local_dir / "deployer").glob("*"):
-                    LocalTarget(local_dir / "deployer", model_dir.name).stop_all()
+                stop_all_models(local_dir / "deployer")
         total_s = time.monotonic() - started
     if outcome["state"] != "success":
         print(f"the DAG run ended {outcome['state']}: {outcome['task_states']}")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from deployer_testkit import LocalDeployer
 
-from deployer.targets.local import LocalTarget
+from deployer.targets.local import stop_all_models
 
 
 @pytest.fixture
@@ -36,5 +36,4 @@ def local_deployer(
         yield LocalDeployer(state_dir, xcom_path, capsys)
     finally:
         # Every server and front any command started is named in a state file: stop them all.
-        for state_file in state_dir.glob("*/state.json"):
-            LocalTarget(state_dir, state_file.parent.name).stop_all()
+        stop_all_models(state_dir)

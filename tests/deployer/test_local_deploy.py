@@ -21,6 +21,7 @@ from deployer_testkit import (
 from mlflow import MlflowClient
 
 from deployer import processes
+from deployer.targets.local import stop_all_models
 
 XCOM_KEYS = {"model_name", "version", "model_uri", "endpoint", "previous_version", "target"}
 
@@ -262,3 +263,17 @@ def test_sigterm_during_a_rollout_restores_and_fails_in_one_line(
     assert state["candidate"] is None and state["server"]["version"] == "1"
     assert MlflowClient().get_registered_model(model_name).aliases == {"champion": "1"}
     assert serving_version(good.xcom["endpoint"]) == "1"
+
+
+def test_stop_all_models_stops_every_recorded_process(
+    local_deployer: LocalDeployer, model_name: str
+) -> None:
+    deployed = local_deployer("deploy", "--run-id", log_torch_model(), "--model-name", model_name)
+    assert deployed.code == 0, deployed.stderr
+    state = local_deployer.state(model_name)
+    pids = [state["server"]["pid"], state["front"]["pid"]]
+    assert all(processes.alive(pid) for pid in pids)
+
+    assert stop_all_models(local_deployer.state_dir) == [model_name]
+
+    assert not any(processes.alive(pid) for pid in pids)

@@ -17,7 +17,7 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from deployer.targets.local import LocalTarget
+from deployer.targets.local import stop_all_models
 from ml_platform.local.demo import run_dag_locally
 from ml_platform.local.mlflow_server import MlflowServer, local_mlflow_server
 from ml_platform.local.partitions import generate_partition
@@ -32,13 +32,6 @@ CONF = {"model_name": MODEL, "learning_rates": [0.001, 0.01], "epochs": 4}
 DOWNSTREAM_OF_VALIDATE = ["data_preparation.preprocess", "train", "select_best", "evaluate"]
 
 
-def _stop_local_servers(state_dir: Path) -> None:
-    """The local deploy target leaves its model servers running by design: stop them."""
-    for model_dir in state_dir.glob("*"):
-        if (model_dir / "state.json").exists():
-            LocalTarget(state_dir, model_dir.name).stop_all()
-
-
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, MlflowServer]]:
     local_dir = tmp_path_factory.mktemp("platform")
@@ -47,7 +40,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, M
         try:
             yield local_dir, server
         finally:
-            _stop_local_servers(local_dir / "deployer")
+            stop_all_models(local_dir / "deployer")
 
 
 @pytest.fixture(scope="module")

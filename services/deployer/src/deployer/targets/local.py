@@ -47,6 +47,15 @@ def state_root() -> Path:
     return Path(os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR).resolve()
 
 
+def stop_all_models(root: Path) -> list[str]:
+    """Stop every server and front recorded under `root` (tear-down); the models it found."""
+    stopped = []
+    for state_file in sorted(Path(root).glob("*/state.json")):
+        LocalTarget(Path(root), state_file.parent.name).stop_all()
+        stopped.append(state_file.parent.name)
+    return stopped
+
+
 def _slug(model_name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", model_name).strip("._") or "model"
 
