@@ -18,6 +18,7 @@ import pulumi_kubernetes as k8s
 from ml_infra import charts
 from ml_infra.config import Pool, StackConfig
 from ml_infra.helm_release import helm_release
+from ml_infra.kube import kubeconfig
 from ml_infra.resources import ClusterAccess
 
 GPU_AMI = "AL2023_x86_64_NVIDIA"
@@ -136,39 +137,8 @@ def node_group_taints(pool: Pool) -> list[dict[str, str]]:
 def _kubeconfig(cluster: aws.eks.Cluster, region: str) -> pulumi.Output[str]:
     def render(args: list) -> str:
         name, endpoint, ca = args
-        return json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": name,
-                        "cluster": {"server": endpoint, "certificate-authority-data": ca},
-                    }
-                ],
-                "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
-                "current-context": name,
-                "users": [
-                    {
-                        "name": name,
-                        "user": {
-                            "exec": {
-                                "apiVersion": "client.authentication.k8s.io/v1beta1",
-                                "command": "aws",
-                                "args": [
-                                    "eks",
-                                    "get-token",
-                                    "--cluster-name",
-                                    name,
-                                    "--region",
-                                    region,
-                                ],
-                            }
-                        },
-                    }
-                ],
-            }
-        )
+        token = ["eks", "get-token", "--cluster-name", name, "--region", region]
+        return kubeconfig(name, endpoint, ca, {"command": "aws", "args": token})
 
     return pulumi.Output.all(
         cluster.name, cluster.endpoint, cluster.certificate_authority.data

@@ -7,13 +7,12 @@ enforces the platform's NetworkPolicies.
 
 from __future__ import annotations
 
-import json
-
 import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from ml_infra.config import Pool, StackConfig
+from ml_infra.kube import kubeconfig
 from ml_infra.resources import ClusterAccess
 
 GKE_TAINT_EFFECTS = {
@@ -75,35 +74,8 @@ def node_pool_taints(pool: Pool) -> list[dict[str, str]]:
 def _kubeconfig(cluster: gcp.container.Cluster) -> pulumi.Output[str]:
     def render(args: list) -> str:
         name, endpoint, ca = args
-        return json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": name,
-                        "cluster": {
-                            "server": f"https://{endpoint}",
-                            "certificate-authority-data": ca,
-                        },
-                    }
-                ],
-                "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
-                "current-context": name,
-                "users": [
-                    {
-                        "name": name,
-                        "user": {
-                            "exec": {
-                                "apiVersion": "client.authentication.k8s.io/v1beta1",
-                                "command": "gke-gcloud-auth-plugin",
-                                "provideClusterInfo": True,
-                            }
-                        },
-                    }
-                ],
-            }
-        )
+        plugin = {"command": "gke-gcloud-auth-plugin", "provideClusterInfo": True}
+        return kubeconfig(name, f"https://{endpoint}", ca, plugin)
 
     return pulumi.Output.all(
         cluster.name, cluster.endpoint, cluster.master_auth.cluster_ca_certificate

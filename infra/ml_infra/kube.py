@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -41,4 +42,21 @@ def secret(
         type="Opaque",
         string_data={key: pulumi.Output.secret(value) for key, value in data.items()},
         opts=k8s_opts(provider, depends_on),
+    )
+
+
+def kubeconfig(name: str, server: str, ca_data: str, exec_user: dict[str, Any]) -> str:
+    """A one-cluster kubeconfig whose user authenticates with a client-go exec plugin."""
+    exec_user = {"apiVersion": "client.authentication.k8s.io/v1beta1", **exec_user}
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {"name": name, "cluster": {"server": server, "certificate-authority-data": ca_data}}
+            ],
+            "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+            "current-context": name,
+            "users": [{"name": name, "user": {"exec": exec_user}}],
+        }
     )
