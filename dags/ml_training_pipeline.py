@@ -17,7 +17,14 @@ DAG_ID = "ml_training_pipeline"
 MAX_PARALLEL_TRAININGS = 4  # GPU pods of one run at once: the sweep must not hog the pool
 PLATFORM = platform_config()
 PARTITION_URI = PLATFORM.datasets_uri + "/daily/{{ ds }}"
-PREPARED_URI = PLATFORM.datasets_uri + "/prepared/{{ ds }}"
+
+
+def prepared_uri(ds: str) -> str:
+    """Where preprocess writes the day's splits (and where train and evaluate read them)."""
+    return f"{PLATFORM.datasets_uri}/prepared/{ds}"
+
+
+PREPARED_URI = prepared_uri("{{ ds }}")  # rendered by Airflow in container task arguments
 
 
 with DAG(
@@ -49,7 +56,7 @@ with DAG(
         """Validate the sweep params and turn every combination into trainer arguments."""
         params = context["params"]
         combos = build_combinations(params)
-        data_uri = PREPARED_URI.replace("{{ ds }}", context["ds"])
+        data_uri = prepared_uri(context["ds"])  # XCom values are not templated: render here
         return [trainer_arguments(c, data_uri, params["model_name"]) for c in combos]
 
     combinations = hyperparameters()

@@ -6,7 +6,9 @@ import itertools
 from collections.abc import Callable, Mapping
 from typing import Any
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
+from ml_platform.trainer_params import TRAIN_FLAGS
+
+OPTIMIZERS = tuple(TRAIN_FLAGS["optimizer"][1]["enum"])
 
 
 class SweepParamError(ValueError):
@@ -45,13 +47,13 @@ def _optimizers(name: str, values: Any) -> list[str]:
     return values
 
 
-# DAG param name -> (trainer flag, validator)
+# Sweep param (a list) -> (the trainer hyperparameter it varies, validator of the list).
 AXES: dict[str, tuple[str, Callable[[str, Any], list]]] = {
-    "learning_rates": ("--learning-rate", lambda n, v: _numbers(n, v, 0, 1)),
-    "batch_sizes": ("--batch-size", lambda n, v: _numbers(n, v, 0, 65536, integer=True)),
-    "hidden_sizes": ("--hidden-sizes", _hidden_sizes),
-    "optimizers": ("--optimizer", _optimizers),
-    "dropouts": ("--dropout", lambda n, v: _numbers(n, v, -1e-12, 0.9)),
+    "learning_rates": ("learning_rate", lambda n, v: _numbers(n, v, 0, 1)),
+    "batch_sizes": ("batch_size", lambda n, v: _numbers(n, v, 0, 65536, integer=True)),
+    "hidden_sizes": ("hidden_sizes", _hidden_sizes),
+    "optimizers": ("optimizer", _optimizers),
+    "dropouts": ("dropout", lambda n, v: _numbers(n, v, -1e-12, 0.9)),
 }
 
 
@@ -77,6 +79,6 @@ def build_combinations(params: Mapping[str, Any]) -> list[dict[str, Any]]:
 def trainer_arguments(combo: Mapping[str, Any], data_uri: str, experiment: str) -> list[str]:
     """The trainer image's arguments for one combination."""
     args = ["train", "--data-uri", data_uri, "--experiment", experiment]
-    for name, (flag, _) in AXES.items():
-        args += [flag, str(combo[name])]
-    return args + ["--epochs", str(combo["epochs"])]
+    for name, (hyperparameter, _) in AXES.items():
+        args += [TRAIN_FLAGS[hyperparameter][0], str(combo[name])]
+    return args + [TRAIN_FLAGS["epochs"][0], str(combo["epochs"])]
