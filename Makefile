@@ -83,8 +83,9 @@ kind-down: setup ## delete the kind cluster and the kind stack's local state
 	infra/kind/down.sh
 
 bench: setup ## benchmarks, each printing its figures and ratios side by side
-	@for script in tests/benchmarks/bench_*.py; do \
-	  echo "== $$script"; PYTHONPATH=dags:. $(BIN)/python $$script; done
+	@status=0; for script in tests/benchmarks/bench_*.py; do \
+	  echo "== $$script"; PYTHONPATH=dags:. $(BIN)/python $$script || status=1; done; \
+	  exit $$status  # every benchmark runs; a missed target still fails the verb
 
 mlflow-ui: setup ## browse the MLflow data of the last `make demo`
 	$(BIN)/mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1 \
