@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             dags_folder=args.dags_folder,
         )
     print()
-    print(format_summary(outcome, "run `make mlflow-ui`, then open http://127.0.0.1:5000"))
+    ui = f"run `make mlflow-ui MLFLOW_PORT={args.mlflow_port}`, then open http://127.0.0.1:{args.mlflow_port}"
+    print(format_summary(outcome, ui))
     print(f"  Airflow task logs: {local_dir / 'airflow' / 'logs'}")
     return 0 if outcome["state"] == "success" else 1
 
