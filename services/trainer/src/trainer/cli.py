@@ -12,9 +12,9 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from ml_contract import SPEC_ENV
 from trainer.errors import TrainerError
 from trainer.hyperparams import OPTIMIZERS, Hyperparams
-from trainer.metrics import GATING_METRICS
 from trainer.xcom import DEFAULT_XCOM_PATH, XCOM_ENV, write_xcom, xcom_path
 
 log = logging.getLogger("trainer")
@@ -72,7 +72,9 @@ def _hidden_sizes(text: str) -> tuple[int, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Generate, validate, preprocess, train and evaluate churn models."
+        prog=PROG,
+        description="Validate, preprocess, train, evaluate and monitor tabular models, each "
+        "under its model spec (data contract, metric, thresholds).",
     )
     parser.add_argument(
         "--xcom-path",
@@ -80,10 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="<subcommand>")
 
-    gen = commands.add_parser("generate", help="write a synthetic daily partition")
+    from trainer.generate import CHURN, SOURCES
+
+    gen = commands.add_parser("generate", help="write a day's partition of a demo data source")
+    gen.add_argument("--source", choices=SOURCES, default=CHURN, help="default: %(default)s")
     gen.add_argument("--date", required=True, help="partition date, YYYY-MM-DD (seeds the data)")
     gen.add_argument("--output-uri", required=True, help="partition folder (file://, s3://, path)")
-    gen.add_argument("--rows", type=_bounded(int, 1, None), default=4000)
+    gen.add_argument(
+        "--rows", type=_bounded(int, 1, None), help="default: 4000 (churn), 80%% of a dataset"
+    )
     gen.add_argument(
         "--drift", type=_bounded(float, 0, 5), default=0.0, help="0 = reference distribution"
     )
@@ -95,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--report-uri",
         help="report JSON (default: <partition>/_validation.json, or <file>.validation.json)",
     )
+    _spec_flags(val, model_name=True)
     val.set_defaults(handler=_validate)
 
     pre = commands.add_parser("preprocess", help="validate, split and scale")
@@ -103,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--seed", type=_bounded(int, 0, None), default=42)
     pre.add_argument("--val-fraction", type=_open_fraction, default=0.15)
     pre.add_argument("--test-fraction", type=_open_fraction, default=0.15)
+    _spec_flags(pre, model_name=True)
     pre.set_defaults(handler=_preprocess)
 
     defaults = Hyperparams()
@@ -124,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--weight-decay", type=_bounded(float, 0, None), default=defaults.weight_decay)
     tr.add_argument("--seed", type=_bounded(int, 0, None), default=defaults.seed)
+    _spec_flags(tr, model_name=True)
     tr.set_defaults(handler=_train)
 
     ev = commands.add_parser("evaluate", help="compare a candidate with the @champion")
@@ -131,9 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data-uri", required=True, help="a preprocess output folder")
     ev.add_argument("--model-name", required=True, help="registered model holding @champion")
     ev.add_argument("--run-id", help="candidate's MLflow run: gets eval_<metric> and tags")
-    ev.add_argument("--metric", choices=GATING_METRICS, default="roc_auc")
-    ev.add_argument("--min-metric", type=float, default=0.7)
-    ev.add_argument("--min-improvement", type=float, default=0.005)
+    ev.add_argument("--metric", help="default: the spec's metric")
+    ev.add_argument(
+        "--threshold",
+        "--min-metric",
+        type=float,
+        help="the bar: at least this (at most, for error metrics); default: the spec's",
+    )
+    ev.add_argument("--min-improvement", type=_bounded(float, 0, None), help="default: the spec's")
+    _spec_flags(ev, model_name=False)
     ev.set_defaults(handler=_evaluate)
 
     mon = commands.add_parser("monitor", help="drift of new data and decay of the @champion")
@@ -142,31 +158,62 @@ def build_parser() -> argparse.ArgumentParser:
     mon.add_argument(
         "--reference-uri", help="training reference (default: the champion's training partition)"
     )
-    mon.add_argument("--metric", choices=GATING_METRICS, default="roc_auc")
+    mon.add_argument("--metric", help="default: the spec's metric")
     mon.add_argument("--psi-threshold", type=_positive_float, default=0.2)
-    mon.add_argument("--min-metric", type=float, default=0.7)
+    mon.add_argument(
+        "--threshold",
+        "--min-metric",
+        type=float,
+        help="the champion's bar on the new data; default: the spec's promotion threshold",
+    )
+    _spec_flags(mon, model_name=False)
     mon.set_defaults(handler=_monitor)
     return parser
+
+
+def _spec_flags(parser: argparse.ArgumentParser, model_name: bool) -> None:
+    """--spec, and --model-name where the subcommand has none of its own."""
+    parser.add_argument(
+        "--spec",
+        help=f"the model spec (.model.yaml or its JSON); default: ${SPEC_ENV}, else the spec "
+        "logged with --model-name in MLflow",
+    )
+    if model_name:
+        parser.add_argument(
+            "--model-name", help="registered model whose logged spec to use (without --spec)"
+        )
+
+
+def spec_of(args: argparse.Namespace, data_uri: str | None = None):  # noqa: ANN201
+    """The ModelSpec the subcommand runs under (trainer.specs.resolve_spec's order)."""
+    from trainer.specs import resolve_spec
+
+    return resolve_spec(args.spec, getattr(args, "model_name", None), data_uri)
 
 
 # Handlers import their module lazily: `trainer validate` need not import torch or mlflow.
 def _generate(args: argparse.Namespace) -> dict:
     from trainer.generate import run_generate
 
-    return run_generate(args.date, args.output_uri, args.rows, args.drift)
+    return run_generate(args.date, args.output_uri, args.rows, args.drift, args.source)
 
 
 def _validate(args: argparse.Namespace) -> dict:
     from trainer.validation import run_validate
 
-    return run_validate(args.input_uri, args.report_uri)
+    return run_validate(args.input_uri, args.report_uri, spec_of(args))
 
 
 def _preprocess(args: argparse.Namespace) -> dict:
     from trainer.preprocess import run_preprocess
 
     return run_preprocess(
-        args.input_uri, args.output_uri, args.seed, args.val_fraction, args.test_fraction
+        args.input_uri,
+        args.output_uri,
+        args.seed,
+        args.val_fraction,
+        args.test_fraction,
+        spec_of(args),
     )
 
 
@@ -183,7 +230,7 @@ def _train(args: argparse.Namespace) -> dict:
         weight_decay=args.weight_decay,
         seed=args.seed,
     )
-    return run_train(args.data_uri, args.experiment, hp)
+    return run_train(args.data_uri, args.experiment, hp, spec_of(args, args.data_uri))
 
 
 def _evaluate(args: argparse.Namespace) -> dict:
@@ -194,8 +241,9 @@ def _evaluate(args: argparse.Namespace) -> dict:
         args.data_uri,
         args.model_name,
         args.run_id,
+        spec_of(args, args.data_uri),
         args.metric,
-        args.min_metric,
+        args.threshold,
         args.min_improvement,
     )
 
@@ -207,9 +255,10 @@ def _monitor(args: argparse.Namespace) -> dict:
         args.current_uri,
         args.model_name,
         args.reference_uri,
+        spec_of(args),
         args.metric,
         args.psi_threshold,
-        args.min_metric,
+        args.threshold,
     )
 
 
@@ -221,7 +270,7 @@ class _CurrentStderrHandler(logging.StreamHandler):
         super().emit(record)
 
 
-def _configure_logging() -> None:
+def configure_logging() -> None:
     root = logging.getLogger()
     if not any(isinstance(h, _CurrentStderrHandler) for h in root.handlers):
         handler = _CurrentStderrHandler()
@@ -232,7 +281,7 @@ def _configure_logging() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _configure_logging()
+    configure_logging()
     try:
         path = xcom_path(args.xcom_path)
         result = args.handler(args)

@@ -11,9 +11,9 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from trainer import schema
+from ml_contract import Metric, ModelSpec, metrics_for
 from trainer.errors import TrainerError
-from trainer.metrics import binary_metrics
+from trainer.metrics import score
 from trainer.prepared import load_prepared
 
 log = logging.getLogger(__name__)
@@ -43,49 +43,71 @@ def load_model(model_uri: str) -> mlflow.pyfunc.PyFuncModel:
         raise TrainerError(f"{model_uri}: cannot load the model ({first_line})") from exc
 
 
-def predict_probabilities(
-    model: mlflow.pyfunc.PyFuncModel, model_uri: str, raw: pd.DataFrame
+def predict_outputs(
+    model: mlflow.pyfunc.PyFuncModel, model_uri: str, raw: pd.DataFrame, spec: ModelSpec
 ) -> np.ndarray:
-    """Churn probabilities from a logged model that takes raw feature columns."""
+    """The task's outputs for raw rows (see trainer.metrics), checked against the contract.
+
+    A binary classifier may answer both class probabilities (scikit-learn's predict_proba):
+    the second column is the contract's second class.
+    """
     try:
         output = model.predict(raw)
-    except (MlflowException, ValueError, TypeError, RuntimeError) as exc:
+    except (MlflowException, ValueError, TypeError, RuntimeError, KeyError) as exc:
         # Schema errors quote the whole frame first; the reason follows the last "Error: ".
         reason = " ".join(str(exc).split()).rpartition("Error: ")[2][:300]
-        raise TrainerError(f"{model_uri}: predicting raw features failed ({reason})") from exc
-    probabilities = np.asarray(output, dtype=np.float64).reshape(-1)
-    if len(probabilities) != len(raw) or not np.all((probabilities >= 0) & (probabilities <= 1)):
+        raise TrainerError(f"{model_uri}: predicting raw rows failed ({reason})") from exc
+    values = np.asarray(output, dtype=np.float64)
+    rows = len(raw)
+    if spec.task == "binary" and values.ndim == 2 and values.shape[1] == 2:
+        values = values[:, 1]
+    if spec.task == "multiclass":
+        expected = f"{len(spec.classes)} class probabilities in [0, 1] per row"
+        ok = values.ndim == 2 and values.shape == (rows, len(spec.classes))
+        ok = ok and bool(np.all((values >= 0) & (values <= 1)))
+    elif spec.task == "binary":
+        values = values.reshape(-1)
+        expected = f"one probability of class {spec.classes[1]!r} in [0, 1] per row"
+        ok = len(values) == rows and bool(np.all((values >= 0) & (values <= 1)))
+    else:
+        values = values.reshape(-1)
+        expected = "one finite prediction per row"
+        ok = len(values) == rows and bool(np.all(np.isfinite(values)))
+    if not ok:
         raise TrainerError(
-            f"{model_uri}: expected one churn probability in [0, 1] per row, "
-            f"got {len(probabilities)} value(s) for {len(raw)} row(s)"
+            f"{model_uri}: expected {expected} for {spec.task} model {spec.model}, "
+            f"got shape {list(values.shape)} for {rows} row(s)"
         )
-    return probabilities
+    return values
 
 
 def decide(
-    metric: str,
+    metric: Metric,
     candidate: float,
     champion: float | None,
     champion_label: str,
-    min_metric: float,
+    threshold: float,
     min_improvement: float,
 ) -> tuple[bool, str]:
-    """should_deploy and the reason, as a sentence."""
-    if candidate < min_metric:
-        return False, f"candidate {metric} {candidate:.4f} is below the minimum {min_metric:.4f}"
+    """should_deploy and the reason, as a sentence; `metric` says which way is better."""
+    name = metric.name
+    if not metric.meets(candidate, threshold):
+        side = "below the minimum" if metric.higher_is_better else "above the maximum"
+        return False, f"candidate {name} {candidate:.4f} is {side} {threshold:.4f}"
     if champion is None:
-        return True, (
-            f"no champion yet; candidate {metric} {candidate:.4f} meets the minimum "
-            f"{min_metric:.4f}"
+        bar = "minimum" if metric.higher_is_better else "maximum"
+        return (
+            True,
+            f"no champion yet; candidate {name} {candidate:.4f} meets the {bar} {threshold:.4f}",
         )
-    gain = candidate - champion
+    gain = metric.better(candidate, champion)
     if gain >= min_improvement:
         return True, (
-            f"candidate {metric} {candidate:.4f} beats {champion_label} ({champion:.4f}) "
+            f"candidate {name} {candidate:.4f} beats {champion_label} ({champion:.4f}) "
             f"by {gain:+.4f}, at least the required {min_improvement:.4f}"
         )
     return False, (
-        f"candidate {metric} {candidate:.4f} does not beat {champion_label} ({champion:.4f}) "
+        f"candidate {name} {candidate:.4f} does not beat {champion_label} ({champion:.4f}) "
         f"by the required {min_improvement:.4f} (change {gain:+.4f})"
     )
 
@@ -95,10 +117,16 @@ def run_evaluate(
     data_uri: str,
     model_name: str,
     run_id: str | None,
-    metric: str,
-    min_metric: float,
-    min_improvement: float,
+    spec: ModelSpec,
+    metric_name: str | None = None,
+    threshold: float | None = None,
+    min_improvement: float | None = None,
 ) -> dict:
+    """Candidate vs. @champion on the test split; the spec gives metric and thresholds."""
+    metric = _metric(spec, metric_name)
+    threshold = spec.promotion.threshold if threshold is None else threshold
+    if min_improvement is None:
+        min_improvement = spec.promotion.min_improvement
     client = MlflowClient()
     if run_id is not None:
         try:
@@ -106,27 +134,25 @@ def run_evaluate(
         except MlflowException as exc:
             raise TrainerError(f"--run-id {run_id}: no such MLflow run") from exc
 
-    prepared = load_prepared(data_uri)
+    prepared = load_prepared(data_uri, spec)
     test = prepared.split("test")
-    # test.parquet holds scaled features; both models expect raw ones.
-    raw = prepared.scaler.inverse(test.frame)
-    labels = test.frame[schema.LABEL.name].to_numpy()
+    raw, labels = test.features, test.labels  # raw rows: what both models take
 
     log.info("scoring candidate %s on %d test rows", model_uri, len(raw))
     candidate = load_model(model_uri)
-    candidate_probabilities = predict_probabilities(candidate, model_uri, raw)
-    candidate_score = binary_metrics(labels, candidate_probabilities)[metric]
+    candidate_score = score(spec, labels, predict_outputs(candidate, model_uri, raw, spec))[
+        metric.name
+    ]
     champion = champion_version(client, model_name)
     champion_result = None
     if champion is not None:
         champion_uri = f"models:/{model_name}/{champion.version}"
         log.info("scoring champion %s", champion_uri)
-        champion_probabilities = predict_probabilities(load_model(champion_uri), champion_uri, raw)
-        champion_score = binary_metrics(labels, champion_probabilities)[metric]
+        outputs = predict_outputs(load_model(champion_uri), champion_uri, raw, spec)
         champion_result = {
             "version": str(champion.version),
             "model_uri": champion_uri,
-            "score": champion_score,
+            "score": score(spec, labels, outputs)[metric.name],
         }
     else:
         log.info("model %r has no @%s version", model_name, CHAMPION_ALIAS)
@@ -136,21 +162,22 @@ def run_evaluate(
         candidate_score,
         None if champion_result is None else champion_result["score"],
         f"champion version {champion.version}" if champion is not None else "",
-        min_metric,
+        threshold,
         min_improvement,
     )
     log.info("should_deploy=%s: %s", should_deploy, reason)
     if run_id is not None:
-        client.log_metric(run_id, f"eval_{metric}", candidate_score)
+        client.log_metric(run_id, f"eval_{metric.name}", candidate_score)
         if champion_result is not None:
-            client.log_metric(run_id, f"eval_champion_{metric}", champion_result["score"])
+            client.log_metric(run_id, f"eval_champion_{metric.name}", champion_result["score"])
         client.set_tag(run_id, "should_deploy", str(should_deploy).lower())
         client.set_tag(run_id, "eval.reason", reason)
     return {
         "should_deploy": should_deploy,
         "reason": reason,
-        "metric": metric,
-        "thresholds": {"min_metric": min_metric, "min_improvement": min_improvement},
+        "metric": metric.name,
+        "higher_is_better": metric.higher_is_better,
+        "thresholds": {"threshold": threshold, "min_improvement": min_improvement},
         "candidate": {
             "model_uri": model_uri,
             # Without --run-id, report the run the model was logged from.
@@ -159,3 +186,14 @@ def run_evaluate(
         },
         "champion": champion_result,
     }
+
+
+def _metric(spec: ModelSpec, name: str | None) -> Metric:
+    known = metrics_for(spec.task)
+    if name is None:
+        return spec.deciding_metric
+    if name not in known:
+        raise TrainerError(
+            f"--metric {name}: not a {spec.task} metric (use one of {', '.join(known)})"
+        )
+    return known[name]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -23,7 +23,8 @@ _SGD_MOMENTUM = 0.9  # plain SGD crawls on this problem at the learning rates pe
 
 @dataclass(frozen=True)
 class TensorData:
-    """Features (float32) and 0/1 labels (float32) already on the training device."""
+    """Features (float32) and targets already on the training device: float32 0/1 labels
+    (binary), int64 class indexes (multiclass) or float32 standardised values (regression)."""
 
     x_train: torch.Tensor
     y_train: torch.Tensor
@@ -42,7 +43,8 @@ class TensorData:
         def put(array: np.ndarray | None) -> torch.Tensor | None:
             if array is None:
                 return None
-            return torch.as_tensor(np.ascontiguousarray(array, dtype=np.float32), device=device)
+            dtype = np.int64 if np.issubdtype(np.asarray(array).dtype, np.integer) else np.float32
+            return torch.as_tensor(np.ascontiguousarray(array, dtype=dtype), device=device)
 
         return cls(put(x_train), put(y_train), put(x_val), put(y_val))
 
@@ -53,17 +55,29 @@ class EpochMetrics:
     train_loss: float
     seconds: float
     val_loss: float | None = None
-    val_roc_auc: float | None = None
-    val_accuracy: float | None = None
+    val_scores: dict[str, float] = field(default_factory=dict)  # e.g. val_roc_auc
 
     def as_mlflow(self) -> dict[str, float]:
-        values = {
-            "train_loss": self.train_loss,
-            "val_loss": self.val_loss,
-            "val_roc_auc": self.val_roc_auc,
-            "val_accuracy": self.val_accuracy,
-        }
+        values = {"train_loss": self.train_loss, "val_loss": self.val_loss, **self.val_scores}
         return {name: value for name, value in values.items() if value is not None}
+
+
+# Scores of the validation outputs (logits, targets on the device) for the epoch's log line.
+ValScorer = Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
+LOSSES: dict[str, Callable[[], nn.Module]] = {
+    "binary": nn.BCEWithLogitsLoss,
+    "multiclass": nn.CrossEntropyLoss,
+    "regression": nn.MSELoss,
+}
+
+
+def binary_val_scores(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    probabilities = torch.sigmoid(logits).cpu().numpy()
+    targets = labels.cpu().numpy()
+    return {
+        "val_roc_auc": float(roc_auc_score(targets, probabilities)),
+        "val_accuracy": float(((probabilities >= 0.5) == (targets >= 0.5)).mean()),
+    }
 
 
 def make_optimizer(model: nn.Module, hp: Hyperparams) -> torch.optim.Optimizer:
@@ -92,14 +106,16 @@ def fit(
     hp: Hyperparams,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     optimizer: torch.optim.Optimizer | None = None,
+    task: str = "binary",
+    val_scores: ValScorer | None = binary_val_scores,
 ) -> list[EpochMetrics]:
     """Trains `model` (already on the data's device) for hp.epochs; returns per-epoch metrics.
 
     `on_epoch` runs after each epoch (the trainer logs to MLflow there); validation runs only
-    when data has x_val/y_val.
+    when data has x_val/y_val, scored by `val_scores` (binary by default).
     """
     optimizer = optimizer or make_optimizer(model, hp)
-    loss_fn = nn.BCEWithLogitsLoss()
+    loss_fn = LOSSES[task]()
     x, y = data.x_train, data.y_train
     rows = x.shape[0]
     generator = torch.Generator(device=x.device).manual_seed(hp.seed)
@@ -119,7 +135,7 @@ def fit(
         train_loss = float(loss_sum) / rows  # the epoch's only host sync
         metrics = EpochMetrics(epoch, train_loss, 0.0)
         if data.x_val is not None and data.y_val is not None:
-            metrics = _with_validation(metrics, model, data.x_val, data.y_val, loss_fn)
+            metrics = _with_validation(metrics, model, data.x_val, data.y_val, loss_fn, val_scores)
         metrics = replace(metrics, seconds=time.perf_counter() - started)
         history.append(metrics)
         if on_epoch is not None:
@@ -133,14 +149,9 @@ def _with_validation(
     x_val: torch.Tensor,
     y_val: torch.Tensor,
     loss_fn: nn.Module,
+    val_scores: ValScorer | None,
 ) -> EpochMetrics:
     logits = predict_logits(model, x_val)
     val_loss = float(loss_fn(logits, y_val))
-    probabilities = torch.sigmoid(logits).cpu().numpy()
-    labels = y_val.cpu().numpy()
-    return replace(
-        metrics,
-        val_loss=val_loss,
-        val_roc_auc=float(roc_auc_score(labels, probabilities)),
-        val_accuracy=float(((probabilities >= 0.5) == (labels >= 0.5)).mean()),
-    )
+    scores = val_scores(logits, y_val) if val_scores is not None else {}
+    return replace(metrics, val_loss=val_loss, val_scores=scores)

@@ -1,22 +1,30 @@
-"""Validated raw partition -> deterministic train/val/test splits scaled by train statistics."""
+"""Validated raw partition -> deterministic train/val/test splits and the encoder fitted on train.
+
+The splits keep the raw rows (key, features, label): the logged model takes raw rows, so
+evaluation and team trainers read them as they are. The encoder (scaling, one-hot, label
+codes) is fitted on the train split only and written beside them with the spec.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 
 import numpy as np
 import pandas as pd
 
-from trainer import schema, storage
+from ml_contract import ModelSpec
+from trainer import storage
+from trainer.encoding import FeatureEncoder, LabelCodec
 from trainer.errors import TrainerError
-from trainer.scaling import Scaler
+from trainer.specs import PREPARED_SPEC_FILE
 from trainer.validation import validate_input
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-SCALER_FILE = "scaler.json"
+ENCODER_FILE = "encoder.json"
 MANIFEST_FILE = "manifest.json"
 
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -30,13 +38,24 @@ def _splitmix64(values: np.ndarray) -> np.ndarray:
     return (z ^ (z >> np.uint64(31))) & _MASK64
 
 
+def key_hashes(keys: np.ndarray) -> np.ndarray:
+    """uint64 per key: integers as they are, strings by their SHA-256 (stable everywhere)."""
+    keys = np.asarray(keys)
+    if np.issubdtype(keys.dtype, np.integer):
+        return keys.astype(np.uint64)
+    return np.array(
+        [int.from_bytes(hashlib.sha256(str(k).encode()).digest()[:8], "big") for k in keys],
+        dtype=np.uint64,
+    )
+
+
 def assign_splits(
     ids: np.ndarray, seed: int, val_fraction: float, test_fraction: float
 ) -> np.ndarray:
     """'train'/'val'/'test' per id; a given id and seed always land in the same split."""
     salt = _splitmix64(np.array([seed % 2**64], dtype=np.uint64))[0]
     with np.errstate(over="ignore"):
-        hashed = _splitmix64(np.asarray(ids).astype(np.uint64) ^ salt)
+        hashed = _splitmix64(key_hashes(ids) ^ salt)
     unit = (hashed >> np.uint64(11)).astype(np.float64) / float(2**53)  # uniform in [0, 1)
     return np.where(
         unit < test_fraction, "test", np.where(unit < test_fraction + val_fraction, "val", "train")
@@ -54,47 +73,68 @@ def check_fractions(val_fraction: float, test_fraction: float) -> None:
         )
 
 
+def fit_encoders(spec: ModelSpec, train: pd.DataFrame) -> tuple[FeatureEncoder, LabelCodec]:
+    numeric = tuple(c.name for c in spec.features if not c.is_categorical)
+    categorical = {c.name: tuple(c.categories or ()) for c in spec.features if c.is_categorical}
+    features = FeatureEncoder.fit(train, numeric, categorical)
+    labels = LabelCodec.fit(spec.task, train[spec.label], spec.classes)
+    return features, labels
+
+
 def run_preprocess(
-    input_uri: str, output_uri: str, seed: int, val_fraction: float, test_fraction: float
+    input_uri: str,
+    output_uri: str,
+    seed: int,
+    val_fraction: float,
+    test_fraction: float,
+    spec: ModelSpec,
 ) -> dict:
-    """The preprocess subcommand: validates, splits, scales, writes and returns the XCom."""
+    """The preprocess subcommand: validates, splits, fits the encoder, writes the XCom."""
     check_fractions(val_fraction, test_fraction)
     input_uri, output_uri = storage.normalize(input_uri), storage.normalize(output_uri)
     if output_uri == input_uri or output_uri.startswith(input_uri + "/"):
         # The splits would land inside the raw partition and be read back as raw data.
         raise TrainerError(f"--output-uri {output_uri} must be outside --input-uri {input_uri}")
-    log.info("validating %s before preprocessing", input_uri)
-    validation = validate_input(input_uri)
+    log.info("validating %s under the %s contract before preprocessing", input_uri, spec.model)
+    validation = validate_input(input_uri, spec)
     if not validation.valid:
         raise validation.error()
     frame = validation.frame
     assert frame is not None  # valid implies rows
 
-    split = assign_splits(frame[schema.ID.name].to_numpy(), seed, val_fraction, test_fraction)
+    split = assign_splits(frame[spec.key].to_numpy(), seed, val_fraction, test_fraction)
     parts = {name: frame[split == name].reset_index(drop=True) for name in SPLITS}
     for name, part in parts.items():
-        classes = part[schema.LABEL.name].nunique()
+        if part.empty:
+            raise TrainerError(
+                f"{input_uri}: the {name} split has 0 rows; use more rows or larger split fractions"
+            )
+        if spec.task == "regression":
+            continue
+        classes = part[spec.label].nunique()
         if classes < 2:
             raise TrainerError(
                 f"{input_uri}: the {name} split has {len(part)} row(s) and {classes} class(es); "
                 "use more rows or larger split fractions"
             )
 
-    scaler = Scaler.fit(parts["train"])  # train only: val and test stay unseen
+    features, labels = fit_encoders(spec, parts["train"])  # train only: val and test unseen
     uris = {name: storage.join(output_uri, f"{name}.parquet") for name in SPLITS}
     for name, part in parts.items():
-        scaled = pd.DataFrame(scaler.transform(part), columns=list(schema.FEATURE_NAMES))
-        scaled.insert(0, schema.ID.name, part[schema.ID.name].to_numpy())
-        scaled[schema.LABEL.name] = part[schema.LABEL.name].to_numpy()
-        storage.write_parquet(scaled, uris[name])
-        log.info("wrote %d %s rows to %s", len(scaled), name, uris[name])
+        storage.write_parquet(part, uris[name])
+        log.info("wrote %d %s rows to %s", len(part), name, uris[name])
 
     rows = {name: len(part) for name, part in parts.items()}
-    scaler_uri = storage.join(output_uri, SCALER_FILE)
-    storage.write_json(scaler.to_dict(), scaler_uri)
+    encoder_uri = storage.join(output_uri, ENCODER_FILE)
+    storage.write_json({"features": features.to_dict(), "label": labels.to_dict()}, encoder_uri)
+    # Unsorted, so the columns keep the spec's order.
+    storage.write_json(
+        spec.to_dict(), storage.join(output_uri, PREPARED_SPEC_FILE), sort_keys=False
+    )
     # Written last: a folder with a manifest is complete.
     storage.write_json(
         {
+            "model": spec.model,
             "source_uri": input_uri,
             "source_files": validation.files,
             "dataset_version": validation.dataset_version,
@@ -102,9 +142,10 @@ def run_preprocess(
             "seed": seed,
             "val_fraction": val_fraction,
             "test_fraction": test_fraction,
-            "features": list(schema.FEATURE_NAMES),
-            "label": schema.LABEL.name,
-            "id": schema.ID.name,
+            "features": list(spec.feature_names),
+            "label": spec.label,
+            "id": spec.key,
+            "task": spec.task,
             "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         },
         storage.join(output_uri, MANIFEST_FILE),
@@ -114,7 +155,7 @@ def run_preprocess(
         "train_uri": uris["train"],
         "val_uri": uris["val"],
         "test_uri": uris["test"],
-        "scaler_uri": scaler_uri,
+        "encoder_uri": encoder_uri,
         "rows": rows,
         "dataset_version": validation.dataset_version,
     }

@@ -188,8 +188,9 @@ def read_json(uri: str) -> Any:
         raise StorageError(f"{uri}: not valid JSON ({_one_line(exc)})") from exc
 
 
-def write_json(value: Any, uri: str) -> None:
-    write_bytes((json.dumps(value, indent=2, sort_keys=True) + "\n").encode(), uri)
+def write_json(value: Any, uri: str, sort_keys: bool = True) -> None:
+    text = json.dumps(value, indent=2, sort_keys=sort_keys)
+    write_bytes((text + "\n").encode(), uri)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from mlflow import MlflowClient
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 SUPERSEDED_BY = "superseded_by"
 MODEL_URI_TAG = "trainer.model_uri"
+MODEL_TAG = "ml_platform.model"  # the registered model (spec) a run trains
 DATASET_URI_TAG = "dataset.uri"
 DATASET_VERSION_TAG = "dataset.version"
 
@@ -142,3 +144,62 @@ def supersede(client: MlflowClient, runs: list[Run], new_run_id: str) -> list[st
     if superseded:
         log.info("run %s supersedes earlier tries %s", new_run_id, ", ".join(superseded))
     return superseded
+
+
+@dataclass
+class TrackedRun:
+    """The MLflow run of one task instance: a fresh one, or the finished try it reuses."""
+
+    run_id: str
+    reused: Run | None = None
+    model_uri: str | None = None
+
+    def model_logged(self, model_uri: str) -> None:
+        """Record the logged model's URI (the tag that makes this run reusable)."""
+        from mlflow import set_tag
+
+        self.model_uri = model_uri
+        set_tag(MODEL_URI_TAG, model_uri)
+
+
+@contextmanager
+def tracked_run(
+    experiment: str,
+    params: Mapping[str, object],
+    dataset_uri: str,
+    dataset_version: str,
+    tags: Mapping[str, str] | None = None,
+) -> Iterator[TrackedRun]:
+    """An MLflow run for this Airflow task instance, idempotent across retries.
+
+    Yields a TrackedRun whose `reused` is set when an earlier try already finished with these
+    params on this dataset version: the caller returns that run's result without training.
+    Otherwise the new run supersedes earlier tries and must end with `model_logged(uri)`.
+    """
+    import mlflow
+
+    client = MlflowClient()
+    experiment_id = experiment_id_for(client, experiment)
+    ctx = AirflowContext.from_env()
+    previous = earlier_tries(client, experiment_id, ctx)
+    reused = reusable_run(previous, params, {DATASET_VERSION_TAG: dataset_version})
+    if reused is not None:
+        log.info("reusing finished run %s of this task instance", reused.info.run_id)
+        yield TrackedRun(reused.info.run_id, reused, reused.data.tags.get(MODEL_URI_TAG))
+        return
+    run_tags = {
+        **ctx.tags(),
+        DATASET_URI_TAG: dataset_uri,
+        DATASET_VERSION_TAG: dataset_version,
+        **(tags or {}),
+    }
+    with mlflow.start_run(experiment_id=experiment_id, tags=run_tags) as run:
+        supersede(client, previous, run.info.run_id)
+        mlflow.log_params(dict(params))
+        tracked = TrackedRun(run.info.run_id)
+        yield tracked
+        if tracked.model_uri is None:
+            raise TrainerError(
+                f"run {tracked.run_id} logged no model: call model_logged(model_uri) after "
+                "logging it"
+            )

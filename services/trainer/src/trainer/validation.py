@@ -1,4 +1,4 @@
-"""Checks a raw partition (or one Parquet file) against the schema and reports every problem."""
+"""Checks a raw partition (or one Parquet file) against a model's data contract, every problem."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from trainer import schema, storage
+from ml_contract import Column, ModelSpec
+from trainer import storage
 from trainer.errors import StorageError, ValidationError
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class Validation:
     """The outcome for one input: the report, and the rows when they are valid."""
 
     input_uri: str
+    spec: ModelSpec
     files: list[str]
     rows: int
     dataset_version: str | None
@@ -71,7 +73,8 @@ class Validation:
             "dataset_version": self.dataset_version,
             "valid": self.valid,
             "checks": [check.to_dict() for check in self.checks],
-            "schema": {c.name: c.dtype for c in schema.COLUMNS},
+            "model": self.spec.model,
+            "schema": {c.name: c.dtype for c in self.spec.columns},
             "validated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
 
@@ -93,11 +96,11 @@ def default_report_uri(input_uri: str) -> str:
     return storage.join(input_uri, "_validation.json")
 
 
-def validate_input(input_uri: str) -> Validation:
-    """Reads every Parquet file of `input_uri` once and runs all checks on it."""
+def validate_input(input_uri: str, spec: ModelSpec) -> Validation:
+    """Reads every Parquet file of `input_uri` once and runs all checks of `spec` on it."""
     input_uri = storage.normalize(input_uri)
     checks = {name: _Check(name) for name in CHECK_NAMES}
-    result = Validation(input_uri, [], 0, None, list(checks.values()))
+    result = Validation(input_uri, spec, [], 0, None, list(checks.values()))
 
     found = checks["input_found"]
     found.ran = True
@@ -128,33 +131,37 @@ def validate_input(input_uri: str) -> Validation:
     result.dataset_version = digest.hexdigest()
     log.info("read %d file(s) from %s", len(files), input_uri)
 
-    frames = {uri: _check_file(uri, table, checks) for uri, table in tables.items()}
+    frames = {uri: _check_file(uri, table, spec, checks) for uri, table in tables.items()}
     result.rows = sum(table.num_rows for table in tables.values())
     if result.problems or not frames:
         return result
 
     frame = pd.concat(list(frames.values()), ignore_index=True)
-    _check_both_classes(input_uri if len(files) > 1 else files[0], frame, checks["label_classes"])
-    _check_unique_ids(frames, checks["unique_ids"])
+    if spec.task != "regression":
+        where = input_uri if len(files) > 1 else files[0]
+        _check_two_classes(where, frame, spec.label_column, checks["label_classes"])
+    _check_unique_ids(frames, spec.key, checks["unique_ids"])
     if not result.problems:
         result.frame = frame
     return result
 
 
-def _check_file(uri: str, table: pa.Table, checks: dict[str, _Check]) -> pd.DataFrame:
-    """Per-file checks; returns the file's schema columns as a frame."""
+def _check_file(
+    uri: str, table: pa.Table, spec: ModelSpec, checks: dict[str, _Check]
+) -> pd.DataFrame:
+    """Per-file checks; returns the file's contract columns as a frame."""
     for name in CHECK_NAMES[2:]:
         checks[name].ran = True
     if table.num_rows == 0:
         checks["not_empty"].problems.append(f"{uri}: has 0 rows")
 
-    missing = [c.name for c in schema.COLUMNS if c.name not in table.column_names]
+    missing = [c.name for c in spec.columns if c.name not in table.column_names]
     if missing:
         names = ", ".join(repr(m) for m in missing)
         checks["columns_present"].problems.append(f"{uri}: missing column(s) {names}")
 
-    usable: list[schema.Column] = []
-    for column in schema.COLUMNS:
+    usable: list[Column] = []
+    for column in spec.columns:
         if column.name in missing:
             continue
         nulls = table.column(column.name).null_count
@@ -162,39 +169,58 @@ def _check_file(uri: str, table: pa.Table, checks: dict[str, _Check]) -> pd.Data
             checks["no_all_null_columns"].problems.append(
                 f"{uri}: column {column.name!r} is entirely null"
             )
-        elif nulls:
+        elif nulls and not column.nullable:
             checks["no_nulls"].problems.append(
-                f"{uri}: column {column.name!r} has {nulls} null value(s)"
+                f"{uri}: column {column.name!r} has {nulls} null value(s) and is not nullable"
             )
         else:
             usable.append(column)
 
-    frame = table.select([c.name for c in schema.COLUMNS if c.name not in missing]).to_pandas()
+    frame = table.select([c.name for c in spec.columns if c.name not in missing]).to_pandas()
     for column in usable:
         values = frame[column.name]
-        if not _dtype_matches(values.dtype, column):
+        present = values[values.notna()] if column.nullable else values
+        if not _dtype_matches(present, column):
             checks["dtypes"].problems.append(
                 f"{uri}: column {column.name!r} has dtype {values.dtype}, expected {column.dtype}"
+                + (
+                    " (or floats holding whole numbers and nulls)"
+                    if column.nullable and column.dtype == "int64"
+                    else ""
+                )
             )
             continue
-        if not _finite(uri, column, values.to_numpy(np.float64), checks["finite_values"]):
+        if column.is_numeric and not _finite(
+            uri, column, present.to_numpy(np.float64), checks["finite_values"]
+        ):
             continue
-        if column is schema.LABEL:
-            _check_label_values(uri, values, checks["label_classes"])
+        if column.name == spec.label and spec.task != "regression":
+            _check_label_values(uri, column, present, checks["label_classes"])
         else:
-            _check_range(uri, column, values, checks["value_ranges"])
+            _check_range(uri, column, present, checks["value_ranges"])
     return frame
 
 
-def _dtype_matches(dtype: object, column: schema.Column) -> bool:
-    if pd.api.types.is_bool_dtype(dtype):
+def _dtype_matches(values: pd.Series, column: Column) -> bool:
+    dtype = values.dtype
+    if column.dtype == "bool":
+        return pd.api.types.is_bool_dtype(dtype) or (
+            pd.api.types.is_object_dtype(dtype) and all(isinstance(v, bool) for v in values)
+        )
+    if column.dtype == "string":
+        return (pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype)) and all(
+            isinstance(v, str) for v in values
+        )
+    if pd.api.types.is_bool_dtype(dtype) or not pd.api.types.is_numeric_dtype(dtype):
         return False
-    if column.is_integer:
-        return pd.api.types.is_integer_dtype(dtype)
-    return pd.api.types.is_numeric_dtype(dtype)
+    if column.dtype == "int64" and not pd.api.types.is_integer_dtype(dtype):
+        # A nullable int column reads back as floats; its values must still be whole.
+        floats = values.to_numpy(np.float64)
+        return column.nullable and bool(np.all(np.mod(floats[np.isfinite(floats)], 1) == 0))
+    return True
 
 
-def _finite(uri: str, column: schema.Column, values: np.ndarray, check: _Check) -> bool:
+def _finite(uri: str, column: Column, values: np.ndarray, check: _Check) -> bool:
     nan = int(np.isnan(values).sum())
     inf = int(np.isinf(values).sum())
     if nan:
@@ -204,32 +230,36 @@ def _finite(uri: str, column: schema.Column, values: np.ndarray, check: _Check) 
     return not (nan or inf)
 
 
-def _check_label_values(uri: str, values: pd.Series, check: _Check) -> None:
-    unexpected = sorted(set(values.unique().tolist()) - set(schema.LABEL.allowed or ()))
+def _check_label_values(uri: str, column: Column, values: pd.Series, check: _Check) -> None:
+    allowed = set(column.categories or ())
+    unexpected = sorted({v for v in values.unique().tolist() if v not in allowed}, key=str)
     if unexpected:
         shown = ", ".join(_show(v) for v in unexpected[:_EXAMPLES])
         check.problems.append(
-            f"{uri}: column {schema.LABEL.name!r} has values other than 0 and 1 (e.g. {shown})"
+            f"{uri}: column {column.name!r} has values outside its classes "
+            f"{column.describe_range()} (e.g. {shown})"
         )
 
 
-def _show(value: float) -> str:
-    """A value as a person would write it: 3, not 3.0; 0.25, not 2.5e-01."""
+def _show(value: object) -> str:
+    """A value as a person would write it: 3, not 3.0; 0.25, not 2.5e-01; 'a' quoted."""
+    if isinstance(value, str | bool) or not isinstance(value, int | float | np.number):
+        return repr(value)
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-def _check_both_classes(where: str, frame: pd.DataFrame, check: _Check) -> None:
-    present = sorted(frame[schema.LABEL.name].unique().tolist())
+def _check_two_classes(where: str, frame: pd.DataFrame, label: Column, check: _Check) -> None:
+    present = sorted(frame[label.name].unique().tolist(), key=str)
     if len(present) == 1:
         check.problems.append(
-            f"{where}: column {schema.LABEL.name!r} has a single class ({present[0]}); "
-            "both 0 and 1 are needed"
+            f"{where}: column {label.name!r} has a single class ({_show(present[0])}); "
+            "at least two of its classes are needed to train"
         )
 
 
-def _check_range(uri: str, column: schema.Column, values: pd.Series, check: _Check) -> None:
-    if column.allowed is not None:
-        bad = values[~values.isin(column.allowed)]
+def _check_range(uri: str, column: Column, values: pd.Series, check: _Check) -> None:
+    if column.categories is not None:
+        bad = values[~values.isin(list(column.categories))]
     else:
         outside = pd.Series(False, index=values.index)
         if column.minimum is not None:
@@ -245,34 +275,35 @@ def _check_range(uri: str, column: schema.Column, values: pd.Series, check: _Che
         )
 
 
-def _check_unique_ids(frames: dict[str, pd.DataFrame], check: _Check) -> None:
+def _check_unique_ids(frames: dict[str, pd.DataFrame], key: str, check: _Check) -> None:
     ids = pd.concat(
-        [pd.DataFrame({"id": f[schema.ID.name], "file": uri}) for uri, f in frames.items()],
+        [pd.DataFrame({"id": f[key], "file": uri}) for uri, f in frames.items()],
         ignore_index=True,
     )
     duplicated = ids[ids["id"].duplicated(keep=False)]
     for id_value, group in list(duplicated.groupby("id", sort=True))[:_EXAMPLES]:
         files = sorted(set(group["file"]))
         where = files[0] if len(files) == 1 else " and ".join(files)
-        check.problems.append(f"{where}: {schema.ID.name} {id_value} appears {len(group)} times")
+        check.problems.append(f"{where}: {key} {id_value} appears {len(group)} times")
     others = duplicated["id"].nunique() - _EXAMPLES
     if others > 0:
-        check.problems.append(f"{len(frames)} file(s): {others} more duplicated {schema.ID.name}s")
+        check.problems.append(f"{len(frames)} file(s): {others} more duplicated {key}s")
 
 
-def run_validate(input_uri: str, report_uri: str | None) -> dict:
+def run_validate(input_uri: str, report_uri: str | None, spec: ModelSpec) -> dict:
     """The validate subcommand: writes the report, raises ValidationError when invalid."""
     input_uri = storage.normalize(input_uri)
     explicit_report = report_uri is not None
     report_uri = storage.normalize(report_uri) if report_uri else default_report_uri(input_uri)
     log.info("validating %s", input_uri)
-    result = validate_input(input_uri)
+    result = validate_input(input_uri, spec)
     found = not result.checks[0].problems
     if result.valid:
         storage.write_json(result.report(), report_uri)
         log.info("%s is valid: %d rows, version %s", input_uri, result.rows, result.dataset_version)
         return {
             "valid": True,
+            "model": spec.model,
             "rows": result.rows,
             "dataset_version": result.dataset_version,
             "report_uri": report_uri,
