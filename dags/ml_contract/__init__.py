@@ -3,6 +3,8 @@
 from ml_contract.metrics import METRICS, Metric, metrics_for
 from ml_contract.spec import (
     DTYPES,
+    MAX_SPEC_BYTES,
+    PLATFORM_TRAINER,
     SPEC_ENV,
     SPEC_SUFFIX,
     TASKS,
@@ -18,7 +20,9 @@ from ml_contract.spec import (
 
 __all__ = [
     "DTYPES",
+    "MAX_SPEC_BYTES",
     "METRICS",
+    "PLATFORM_TRAINER",
     "SPEC_ENV",
     "SPEC_SUFFIX",
     "TASKS",

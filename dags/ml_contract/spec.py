@@ -335,7 +335,7 @@ class _Reader:
             )
         if isinstance(node, yaml.MappingNode):
             if node.tag != _TAG + "map":
-                raise self.src.error(path, f"a {_short(node.tag)} is not allowed in a spec")
+                raise self.src.error(path, f"the tag {_short(node.tag)} is not allowed in a spec")
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
                 key = self.key(key_node, path)
@@ -347,7 +347,7 @@ class _Reader:
             return out
         if isinstance(node, yaml.SequenceNode):
             if node.tag != _TAG + "seq":
-                raise self.src.error(path, f"a {_short(node.tag)} is not allowed in a spec")
+                raise self.src.error(path, f"the tag {_short(node.tag)} is not allowed in a spec")
             items = []
             for index, item in enumerate(node.value):
                 child = f"{path}[{index}]"
@@ -377,13 +377,13 @@ class _Reader:
             return self.src.error(path, problem)
 
         if tag == _TAG + "bool" and raw.lower() not in ("true", "false"):
-            raise refuse(f"{raw!r} reads as a boolean in YAML 1.1 only: write true or false")
+            raise refuse(f"{_show(raw)} reads as a boolean in YAML 1.1 only: write true or false")
         if tag == _TAG + "int" and not _PLAIN_INT.fullmatch(raw):
-            raise refuse(f"{raw!r} is an integer in YAML 1.1 only: write it in plain decimal")
+            raise refuse(f"{_show(raw)} is an integer in YAML 1.1 only: write it in plain decimal")
         if tag == _TAG + "float" and not _PLAIN_FLOAT.fullmatch(raw):
-            raise refuse(f"{raw!r} is a number in YAML 1.1 only: write it in plain decimal")
+            raise refuse(f"{_show(raw)} is a number in YAML 1.1 only: write it in plain decimal")
         if tag == _TAG + "timestamp":
-            raise refuse(f"{raw!r} reads as a date in YAML: quote it if you mean the text")
+            raise refuse(f"{_show(raw)} reads as a date in YAML: quote it if you mean the text")
         if tag not in {_TAG + t for t in ("str", "int", "float", "bool", "null")}:
             raise refuse(f"the tag {_short(tag)} is not allowed in a spec")
         try:

@@ -13,11 +13,25 @@ REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
 BAD_DAGS = Path(__file__).resolve().parent / "bad_dags"
 GOOD_DAGS = Path(__file__).resolve().parent / "good_dags"
+# A DAGs folder of model specs and team images only: one rule broken per file, or none.
+BAD_SPECS = Path(__file__).resolve().parent / "bad_specs"
 # The scaffold's two forms (`make new-dag`, with and without TRAINER=1), written once per
 # session into a throwaway copy of the repository layout (conftest's scaffold_root).
 SCAFFOLDS = {"churn_score": [], "churn_preset": ["--trainer"]}
 SCAFFOLD_TEAM = "fraud"
 FINDING = re.compile(r"^(?P<path>[^:\s]+):(?P<line>\d+): (?P<code>MLP\d{3}) (?P<text>.+)$")
+# `# expect: CODE` marks its own line; `# expect next: CODE` the next one (a Dockerfile has no
+# comments at the end of an instruction).
+EXPECT = re.compile(r"# expect(?P<next> next)?: (?P<code>MLP\d{3})")
+
+
+def expected_marks(path: Path) -> set[tuple[int, str]]:
+    """The (line, code) findings a fixture file marks for itself."""
+    return {
+        (number + 1 if match["next"] else number, match["code"])
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if (match := EXPECT.search(line))
+    }
 
 
 def shown_path(path: Path) -> str:

@@ -10,7 +10,15 @@ import re
 from pathlib import Path
 
 import pytest
-from checks_testkit import BAD_DAGS, DAGS, GOOD_DAGS, CheckRun, shown_path
+from checks_testkit import (
+    BAD_DAGS,
+    BAD_SPECS,
+    DAGS,
+    GOOD_DAGS,
+    CheckRun,
+    expected_marks,
+    shown_path,
+)
 
 from ml_platform.violations import RULES
 
@@ -54,7 +62,10 @@ def _findings_of(run: CheckRun, path: Path) -> list[dict[str, str]]:
 
 
 def test_every_rule_has_a_bad_file() -> None:
+    """Bad DAG files here; bad specs and team images in test_checks_specs.py."""
+    spec_fixtures = [p for p in BAD_SPECS.rglob("*") if p.is_file()]
     covered = {code for path in BAD_FILES for _, code in _expected(path)}
+    covered |= {code for path in spec_fixtures for _, code in expected_marks(path)}
     assert covered == set(RULES)
     assert sorted(MESSAGES) == [p.name for p in BAD_FILES]
 

@@ -1,4 +1,5 @@
-"""`make check-dags`: what the platform checks in a DAG file before review, with file and line.
+"""`make check-dags`: what the platform checks before review (DAG files, model specs, team
+trainer images), with file and line.
 
     PYTHONPATH=dags python -m ml_platform.checks [--parse-budget S] [--no-parse-time] [PATH...]
 

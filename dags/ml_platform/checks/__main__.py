@@ -29,9 +29,12 @@ def _isolate_airflow(home: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="check-dags",
-        description="Check DAG files: imports, parse time, platform policies, pod placement.",
+        description="Check DAG files (imports, parse time, platform policies, pod placement), "
+        "model specs and team trainer images.",
     )
-    parser.add_argument("paths", nargs="*", help="DAG files or folders (default: dags/)")
+    parser.add_argument(
+        "paths", nargs="*", help="DAG files, model specs or folders (default: dags/)"
+    )
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument(
         "--parse-budget",

@@ -5,7 +5,8 @@ document as ML_PLATFORM_CONFIG, because the platform library turns "a GPU" into 
 of the stack at hand: a pod is checked as that stack would receive it. Source rules and DAG
 rules are stack-independent and read once. The parse timer works in a process of its own,
 started first so that it loads Airflow while the DagBags are parsed; it measures after them,
-alone, since another process on the CPU would inflate its figures.
+alone, since another process on the CPU would inflate its figures. Model specs and team
+trainer images under the folders checked are read as files (spec_rules), without Airflow.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ml_contract import SPEC_SUFFIX
 from ml_platform.checks.parse_time import ParseTimer, slow_parse_findings
 from ml_platform.checks.source_rules import source_findings
+from ml_platform.checks.spec_rules import spec_findings
 from ml_platform.checks.stacks import stack_documents
 from ml_platform.dag_rules import dag_violations
 from ml_platform.pod_rules import pod_violations
@@ -49,7 +52,8 @@ def dag_files(paths: list[str]) -> list[str]:
         if not Path(path).exists():
             raise FileNotFoundError(f"{path}: no such file or directory")
         files += list_py_file_paths(str(Path(path).resolve()), safe_mode=True)
-    return sorted(dict.fromkeys(files))
+    # A spec named on the command line is checked as a spec, not parsed as a DAG.
+    return sorted(f for f in dict.fromkeys(files) if not f.endswith(SPEC_SUFFIX))
 
 
 def display_path(path: str) -> str:
@@ -169,7 +173,8 @@ def check_files(
     stacks: dict[str, dict[str, Any]] | None = None,
     parse_budget_s: float | None = None,
 ) -> list[Finding]:
-    """Every finding for the DAG files under `paths`; parse time only with a budget."""
+    """Every finding for the DAG files, model specs and team images under `paths`; parse
+    time only with a budget."""
     stacks = stacks or stack_documents()
     files = dag_files(paths)
     timer = None
@@ -177,7 +182,7 @@ def check_files(
         first_stack = next(iter(stacks.values()))
         with platform_document(first_stack):  # the worker inherits the environment
             timer = ParseTimer(files, parse_budget_s)
-    findings: set[Finding] = set()
+    findings: set[Finding] = set(spec_findings(paths))
     imported = []
     for path in files:
         file_findings, ok = check_file(path, stacks)

@@ -1,0 +1,1 @@
+"""A fixture module (never run)."""

@@ -1,0 +1,1 @@
+"""The vision team's training code (a fixture: never run)."""
