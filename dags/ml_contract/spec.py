@@ -535,7 +535,7 @@ def _a(dtype: str) -> str:
     return f"an {dtype}" if dtype == "int64" else f"a {dtype}"
 
 
-def _column(name: str, raw: Any, path: str, src: _Lines) -> Column:
+def _column(name: str, raw: Any, path: str, src: _Lines, is_key: bool = False) -> Column:
     if not isinstance(name, str) or not _COLUMN.fullmatch(name):
         raise src.error(path, "a column name is letters, digits and underscores (max 64)")
     if isinstance(raw, str) and raw in DTYPES:
@@ -570,7 +570,7 @@ def _column(name: str, raw: Any, path: str, src: _Lines) -> Column:
         if minimum is not None or maximum is not None:
             raise src.error(where, "give either categories or min/max, not both")
         categories = tuple(categories)
-    elif dtype == "string":
+    elif dtype == "string" and not is_key:  # a string key names rows: it has no closed set
         raise src.error(
             f"{path}.categories",
             "a string column needs its categories (the values it may hold)",
@@ -638,11 +638,12 @@ def _check(document: Any, src: _Lines) -> ModelSpec:
             "dataset.columns",
             f"expected a mapping of column name to its contract, got {_kind(raw_columns)}",
         )
+    key = _string(_required(dataset, "key", "dataset", src), "dataset.key", src)
     columns = tuple(
-        _column(name, raw, _join("dataset.columns", name), src) for name, raw in raw_columns.items()
+        _column(name, raw, _join("dataset.columns", name), src, is_key=name == key)
+        for name, raw in raw_columns.items()
     )
     names = [c.name for c in columns]
-    key = _string(_required(dataset, "key", "dataset", src), "dataset.key", src)
     label = _string(_required(dataset, "label", "dataset", src), "dataset.label", src)
     for role, name in (("key", key), ("label", label)):
         if name not in names:

@@ -11,11 +11,24 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from trainer_helpers import TEST_ROWS, CliResult, unique
+from trainer_helpers import CHURN_SPEC_FILE, TEST_ROWS, CliResult, unique
 
+from ml_contract import SPEC_ENV, ModelSpec, load_spec
 from trainer.cli import main
 from trainer.generate import run_generate
 from trainer.preprocess import run_preprocess
+
+
+@pytest.fixture(scope="session")
+def churn_spec() -> ModelSpec:
+    return load_spec(CHURN_SPEC_FILE)
+
+
+@pytest.fixture(autouse=True)
+def churn_spec_env(churn_spec: ModelSpec, monkeypatch: pytest.MonkeyPatch) -> ModelSpec:
+    """The churn spec in ML_MODEL_SPEC, as the pipeline's pods get it; tests may override."""
+    monkeypatch.setenv(SPEC_ENV, churn_spec.to_json())
+    return churn_spec
 
 
 @pytest.fixture
@@ -42,10 +55,12 @@ def raw_partition(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def prepared(raw_partition: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def prepared(
+    raw_partition: Path, tmp_path_factory: pytest.TempPathFactory, churn_spec: ModelSpec
+) -> Path:
     """raw_partition after preprocess (seed 42), shared read-only."""
     folder = tmp_path_factory.mktemp("prepared") / "2026-11-21"
-    run_preprocess(str(raw_partition), str(folder), 42, 0.15, 0.15)
+    run_preprocess(str(raw_partition), str(folder), 42, 0.15, 0.15, churn_spec)
     return folder
 
 

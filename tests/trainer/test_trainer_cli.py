@@ -47,6 +47,7 @@ def test_console_script_writes_the_xcom_from_the_env_and_exits_zero(tmp_path: Pa
         "rows": 200,
         "date": "2026-11-21",
         "drift": 0.0,
+        "source": "churn-synthetic",
     }
     assert f"generate: {json.dumps(result, sort_keys=True)}" in done.stderr  # the summary line
 

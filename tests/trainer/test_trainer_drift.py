@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trainer.drift import feature_drift, psi
+from ml_contract import Column, ModelSpec
+from trainer.drift import category_psi, feature_drift, psi
 
 
 def test_psi_is_small_for_the_same_distribution() -> None:
@@ -36,16 +37,54 @@ def test_feature_drift_reports_each_feature() -> None:
     rng = np.random.default_rng(2)
     reference = pd.DataFrame({"a": rng.normal(size=2000), "b": rng.normal(size=2000)})
     current = pd.DataFrame({"a": rng.normal(size=2000), "b": rng.normal(2.0, 1.0, size=2000)})
-    report = feature_drift(reference, current, ["a", "b"])
+    columns = [Column("a", "float64"), Column("b", "float64")]
+    report = feature_drift(reference, current, columns)
     assert set(report) == {"a", "b"}
     assert report["a"]["psi"] < 0.05 < 1.0 < report["b"]["psi"]
     assert report["b"]["ks"] > 0.5 and report["b"]["ks_pvalue"] < 1e-6
     assert report["a"]["ks_pvalue"] > 1e-3
 
 
+def test_categorical_features_drift_on_their_category_shares() -> None:
+    rng = np.random.default_rng(3)
+    kinds = ("a", "b", "c")
+    reference = pd.DataFrame(
+        {"kind": rng.choice(kinds, 4000), "flag": rng.uniform(size=4000) < 0.5}
+    )
+    same = pd.DataFrame({"kind": rng.choice(kinds, 4000), "flag": rng.uniform(size=4000) < 0.5})
+    shifted = pd.DataFrame(
+        {
+            "kind": rng.choice(kinds, 4000, p=[0.7, 0.2, 0.1]),
+            "flag": rng.uniform(size=4000) < 0.9,
+        }
+    )
+    # A bool column's categories are (False, True), as the spec parser fills them in.
+    columns = [
+        Column("kind", "string", categories=kinds),
+        Column("flag", "bool", categories=(False, True)),
+    ]
+
+    calm, moved = (
+        feature_drift(reference, same, columns),
+        feature_drift(reference, shifted, columns),
+    )
+
+    assert set(calm["kind"]) == {"psi"}  # no KS for categories
+    assert calm["kind"]["psi"] < 0.01 and calm["flag"]["psi"] < 0.01
+    assert moved["kind"]["psi"] > 0.2 and moved["flag"]["psi"] > 0.2
+
+
+def test_category_psi_counts_missing_values_as_their_own_share() -> None:
+    reference = pd.Series(["a", "b"] * 500)
+    with_nulls = pd.Series(["a", "b"] * 300 + [None] * 400)
+
+    assert category_psi(reference, reference, ("a", "b")) == 0.0
+    # 40% of the rows moved from a known category to "missing": a large shift.
+    assert category_psi(reference, with_nulls, ("a", "b")) > 1.0
+
+
 @pytest.mark.parametrize("drift", [0.0, 1.5])
-def test_generated_partitions_drift_as_asked(drift: float, tmp_path) -> None:
-    from trainer import schema
+def test_generated_partitions_drift_as_asked(drift: float, tmp_path, churn_spec: ModelSpec) -> None:
     from trainer.cli import main
 
     paths = {}
@@ -70,6 +109,6 @@ def test_generated_partitions_drift_as_asked(drift: float, tmp_path) -> None:
             == 0
         )
         paths[name] = pd.read_parquet(out / "data.parquet")
-    report = feature_drift(paths["ref"], paths["cur"], schema.FEATURE_NAMES)
+    report = feature_drift(paths["ref"], paths["cur"], churn_spec.features)
     worst = max(d["psi"] for d in report.values())
     assert (worst >= 0.2) == (drift > 0), report

@@ -76,7 +76,8 @@ def test_the_first_model_that_passes_wins_when_there_is_no_champion(
         "should_deploy": True,
         "reason": f"no champion yet; candidate roc_auc {score:.4f} meets the minimum 0.7000",
         "metric": "roc_auc",
-        "thresholds": {"min_metric": 0.7, "min_improvement": 0.005},
+        "higher_is_better": True,
+        "thresholds": {"threshold": 0.7, "min_improvement": 0.005},
         "candidate": {
             "model_uri": candidate["model_uri"],
             "run_id": candidate["run_id"],
@@ -96,9 +97,13 @@ def test_the_first_model_that_passes_wins_when_there_is_no_champion(
     assert registered["candidate"]["score"] == pytest.approx(candidate["metrics"]["test_accuracy"])
     assert registered["candidate"]["run_id"] == candidate["run_id"]  # read from the model
 
-    too_strict = _evaluate(run_cli, prepared, candidate, model_name, "--min-metric", "0.99")
+    too_strict = _evaluate(run_cli, prepared, candidate, model_name, "--threshold", "0.99")
     assert too_strict["should_deploy"] is False
     assert too_strict["reason"] == (f"candidate roc_auc {score:.4f} is below the minimum 0.9900")
+    assert too_strict["thresholds"] == {"threshold": 0.99, "min_improvement": 0.005}
+    # --min-metric is the old name of --threshold, still accepted.
+    old_flag = _evaluate(run_cli, prepared, candidate, model_name, "--min-metric", "0.99")
+    assert old_flag["reason"] == too_strict["reason"]
 
 
 def test_a_worse_challenger_is_refused_and_a_better_one_accepted(

@@ -5,17 +5,27 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
+from trainer_helpers import CHURN_SPEC_FILE, REPO
 
-from trainer import schema
-from trainer.generate import generate_frame
+from ml_contract import ModelSpec, load_spec
+from trainer.drift import feature_drift
+from trainer.sources.churn_synthetic import generate_frame
 
-FEATURES = list(schema.FEATURE_NAMES)
+FEATURES = list(load_spec(CHURN_SPEC_FILE).feature_names)
+# The examples team's specs for the scikit-learn sources, and each dataset's size.
+SKLEARN_SOURCES = {
+    "sklearn-diabetes": (REPO / "dags" / "teams" / "examples" / "diabetes.model.yaml", 442),
+    "sklearn-wine": (REPO / "dags" / "teams" / "examples" / "wine.model.yaml", 178),
+}
 
 
-def test_generate_writes_the_partition_and_is_deterministic_per_date(run_cli, tmp_path: Path):
+def test_generate_writes_the_partition_and_is_deterministic_per_date(
+    run_cli, tmp_path: Path, churn_spec: ModelSpec
+):
     first = run_cli("generate", "--date", "2026-11-21", "--output-uri", str(tmp_path / "a"))
     again = run_cli("generate", "--date", "2026-11-21", "--output-uri", str(tmp_path / "b"))
     other = run_cli("generate", "--date", "2026-11-22", "--output-uri", str(tmp_path / "c"))
@@ -26,15 +36,16 @@ def test_generate_writes_the_partition_and_is_deterministic_per_date(run_cli, tm
         "rows": 4000,
         "date": "2026-11-21",
         "drift": 0.0,
+        "source": "churn-synthetic",
     }
     a, b, c = (tmp_path / name / "data.parquet" for name in "abc")
     assert a.read_bytes() == b.read_bytes()
     assert a.read_bytes() != c.read_bytes()
 
     frame = pd.read_parquet(a)
-    assert list(frame.columns) == list(schema.COLUMN_NAMES)
+    assert list(frame.columns) == list(churn_spec.column_names)
     assert {name: str(dtype) for name, dtype in frame.dtypes.items()} == {
-        column.name: column.dtype for column in schema.COLUMNS
+        column.name: column.dtype for column in churn_spec.columns
     }
     assert frame["customer_id"].is_unique
     assert 0.15 < frame["churned"].mean() < 0.45
@@ -85,3 +96,45 @@ def test_generate_rejects_a_bad_date_in_one_line(run_cli, tmp_path: Path):
         "trainer generate: error: --date '2026-13-01' is not a date in YYYY-MM-DD form"
     )
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("source", sorted(SKLEARN_SOURCES))
+def test_an_sklearn_source_is_deterministic_per_date_and_valid_under_its_spec(
+    run_cli, tmp_path: Path, source: str
+):
+    spec_file, dataset_rows = SKLEARN_SOURCES[source]
+
+    def generate(name: str, date: str, *flags: str):
+        out = tmp_path / name
+        result = run_cli(
+            "generate", "--source", source, "--date", date, "--output-uri", str(out), *flags
+        )
+        assert result.code == 0, result.stderr
+        return result, out
+
+    first, a = generate("a", "2026-11-21")
+    _, b = generate("b", "2026-11-21")
+    _, c = generate("c", "2026-11-22")
+    _, drifted = generate("drifted", "2026-11-21", "--drift", "1")
+    small, d = generate("small", "2026-11-21", "--rows", "40")
+
+    assert first.xcom["source"] == source
+    assert first.xcom["rows"] == round(0.8 * dataset_rows)  # the default daily share
+    assert small.xcom["rows"] == 40
+    assert (a / "data.parquet").read_bytes() == (b / "data.parquet").read_bytes()
+    spec = load_spec(spec_file)
+    frames = {p.name: pd.read_parquet(p / "data.parquet") for p in (a, c, drifted, d)}
+    assert list(frames["a"].columns) == list(spec.column_names)
+    # Another day is another sample of the same rows: keys are the dataset's own row numbers.
+    keys_a, keys_c = set(frames["a"][spec.key]), set(frames["c"][spec.key])
+    assert keys_a != keys_c and len(keys_a & keys_c) > 0.5 * len(keys_a)
+    assert keys_a <= set(range(dataset_rows))
+    for name, folder in (("a", a), ("c", c), ("drifted", drifted), ("small", d)):
+        validated = run_cli("validate", "--input-uri", str(folder), "--spec", str(spec_file))
+        assert validated.code == 0, (name, validated.stderr)
+        assert validated.xcom["model"] == spec.model
+    # Drift shifts the numeric features, never the labels.
+    pd.testing.assert_series_equal(frames["drifted"][spec.label], frames["a"][spec.label])
+    drift = feature_drift(frames["a"], frames["drifted"], spec.features)
+    numeric = [c.name for c in spec.features if c.dtype == "float64"]
+    assert min(drift[name]["psi"] for name in numeric) > 0.2

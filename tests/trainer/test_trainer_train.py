@@ -16,10 +16,11 @@ import torch
 from mlflow import MlflowClient
 from mlflow.pyfunc.scoring_server import infer_and_parse_data
 from sklearn.metrics import roc_auc_score
-from trainer_helpers import file_uri, unique
+from trainer_helpers import SHOP_SPECS, file_uri, unique
 
 import trainer.train
-from trainer import schema
+from ml_contract import ModelSpec
+from trainer.specs import SPEC_ARTIFACT
 
 pytestmark = pytest.mark.slow  # trains real models against MLflow
 
@@ -64,7 +65,9 @@ def _runs(experiment: str) -> list:
     return list(client.search_runs([experiment_id], run_view_type=mlflow.entities.ViewType.ALL))
 
 
-def test_train_logs_params_metrics_dataset_and_tags(run_cli, prepared: Path, mlflow_uri: str):
+def test_train_logs_params_metrics_dataset_and_tags(
+    run_cli, prepared: Path, mlflow_uri: str, churn_spec: ModelSpec
+):
     experiment = unique("train-logs")
 
     xcom = _train(run_cli, prepared, experiment, "--hidden-sizes", "16,8", "--optimizer", "adamw")
@@ -88,7 +91,10 @@ def test_train_logs_params_metrics_dataset_and_tags(run_cli, prepared: Path, mlf
     client = MlflowClient()
     run = client.get_run(xcom["run_id"])
     assert run.info.status == "FINISHED"
-    assert run.data.params == {k: str(v) for k, v in xcom["params"].items()}
+    assert run.data.params == {
+        **{k: str(v) for k, v in xcom["params"].items()},
+        "task": "binary",
+    }
     for name in FINAL_METRICS:
         assert run.data.metrics[name] == pytest.approx(xcom["metrics"][name])
     for name in ("train_loss", "val_loss", "val_roc_auc", "val_accuracy"):
@@ -106,9 +112,13 @@ def test_train_logs_params_metrics_dataset_and_tags(run_cli, prepared: Path, mlf
     assert run.data.tags["dataset.uri"] == file_uri(prepared)
     assert run.data.tags["dataset.version"] == manifest["dataset_version"]
     assert run.data.tags["trainer.model_uri"] == xcom["model_uri"]
+    assert run.data.tags["ml_platform.model"] == "churn-classifier"
     assert not any(tag.startswith("airflow.") for tag in run.data.tags)  # not inside Airflow
+    # The spec is logged with the model: `--model-name` finds the contract through it.
+    logged = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/{SPEC_ARTIFACT}")
+    assert logged == churn_spec.to_dict()
     (dataset_input,) = run.inputs.dataset_inputs
-    assert dataset_input.dataset.name == "churn-train"
+    assert dataset_input.dataset.name == "churn-classifier-train"
     assert file_uri(prepared) in dataset_input.dataset.source
     tags = {tag.key: tag.value for tag in dataset_input.tags}
     assert tags["mlflow.data.context"] == "training"
@@ -116,7 +126,7 @@ def test_train_logs_params_metrics_dataset_and_tags(run_cli, prepared: Path, mlf
 
 
 def test_the_logged_model_predicts_churn_from_raw_rows(
-    run_cli, prepared: Path, raw_partition: Path, mlflow_uri: str
+    run_cli, prepared: Path, raw_partition: Path, mlflow_uri: str, churn_spec: ModelSpec
 ):
     xcom = _train(run_cli, prepared, unique("train-model"))
     raw = pd.read_parquet(raw_partition / "data.parquet")  # unscaled, with id and label too
@@ -135,11 +145,11 @@ def test_the_logged_model_predicts_churn_from_raw_rows(
     # Columns are matched by name, not position.
     shuffled = raw[list(reversed(raw.columns))]
     np.testing.assert_allclose(np.asarray(model.predict(shuffled)).reshape(-1), probabilities)
-    assert model.metadata.get_input_schema().input_names() == list(schema.FEATURE_NAMES)
+    assert model.metadata.get_input_schema().input_names() == list(churn_spec.feature_names)
 
 
 def test_the_logged_model_pins_its_requirements_and_needs_no_trainer_package(
-    run_cli, prepared: Path, raw_partition: Path, mlflow_uri: str
+    run_cli, prepared: Path, raw_partition: Path, mlflow_uri: str, churn_spec: ModelSpec
 ):
     xcom = _train(run_cli, prepared, unique("train-reqs"))
     local = Path(mlflow.artifacts.download_artifacts(xcom["model_uri"]))
@@ -152,12 +162,12 @@ def test_the_logged_model_pins_its_requirements_and_needs_no_trainer_package(
     # The model server smoke-tests with the saved serving example, parsed by the signature.
     serving = (local / "serving_input_example.json").read_text()
     example = json.loads(serving)["dataframe_split"]
-    assert example["columns"] == list(schema.FEATURE_NAMES)
+    assert example["columns"] == list(churn_spec.feature_names)
     ages = [row[0] for row in example["data"]]
     assert all(18 <= age <= 100 for age in ages)  # raw years, not standardised values
     model = mlflow.pyfunc.load_model(str(local))
     parsed = infer_and_parse_data(json.loads(serving), model.metadata.get_input_schema())
-    assert np.asarray(model.predict(parsed)).shape == (len(ages), 1)
+    assert np.asarray(model.predict(parsed)).shape == (len(ages),)  # one probability per row
 
     # A model server has mlflow and torch but not this repository's code.
     script = textwrap.dedent(
@@ -253,21 +263,47 @@ def _crash(*args: object, **kwargs: object) -> None:
     raise RuntimeError("worker lost")
 
 
+@pytest.mark.parametrize(
+    ("split", "change", "problem"),
+    [
+        (
+            "train",
+            lambda frame: frame.assign(churned=frame["churned"].where(frame.index != 3, 2)),
+            "column 'churned' holds ['2'], not among the classes [0, 1]",
+        ),
+        ("val", lambda frame: frame.drop(columns=["age"]), "missing column(s) 'age'"),
+        ("test", lambda frame: frame.head(0), "has 0 rows"),
+    ],
+)
 def test_train_refuses_broken_prepared_data_before_starting_a_run(
-    run_cli, prepared_copy: Path, mlflow_uri: str
+    run_cli, prepared_copy: Path, mlflow_uri: str, split: str, change, problem: str
 ):
-    train_file = prepared_copy / "train.parquet"
-    frame = pd.read_parquet(train_file)
-    frame.loc[3, "age"] = np.nan
-    frame.to_parquet(train_file, index=False)
+    split_file = prepared_copy / f"{split}.parquet"
+    change(pd.read_parquet(split_file)).to_parquet(split_file, index=False)
     experiment = unique("train-broken")
 
     result = run_cli("train", "--data-uri", str(prepared_copy), "--experiment", experiment)
 
     assert result.code == 1
-    assert result.error_line == (
-        f"trainer train: error: {file_uri(train_file)}: features hold NaN or infinite values"
+    assert result.error_line == f"trainer train: error: {file_uri(split_file)}: {problem}"
+    assert MlflowClient().get_experiment_by_name(experiment) is None
+
+
+def test_train_refuses_data_prepared_under_another_contract(
+    run_cli, prepared: Path, mlflow_uri: str
+):
+    experiment = unique("train-other-spec")
+    other = SHOP_SPECS["binary"]
+
+    result = run_cli(
+        "train", "--data-uri", str(prepared), "--experiment", experiment, "--spec", str(other)
     )
+
+    assert result.code == 1
+    assert result.error_line.startswith(
+        f"trainer train: error: {file_uri(prepared)}/manifest.json: prepared for features "
+    )
+    assert result.error_line.endswith("preprocess again under this spec")
     assert MlflowClient().get_experiment_by_name(experiment) is None
 
 

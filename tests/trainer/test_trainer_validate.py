@@ -13,9 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from mlflow import MlflowClient
-from trainer_helpers import file_uri, snapshot, unique
+from trainer_helpers import SHOP_SPECS, file_uri, shop_frame, snapshot, unique
 
-from trainer.generate import generate_frame
+from trainer.sources.churn_synthetic import generate_frame
 
 
 def _good_frame() -> pd.DataFrame:
@@ -111,10 +111,16 @@ BAD_DATASETS: dict[str, tuple[Callable[[Path], None], str]] = {
     "missing_column": (_missing_column, "missing column(s) 'tenure_months'"),
     "wrong_dtype": (_wrong_dtype, "column 'age' has dtype str, expected int64"),
     "all_null_column": (_all_null_column, "column 'monthly_charges' is entirely null"),
-    "some_nulls": (_some_nulls, "column 'support_calls' has 2 null value(s)"),
+    "some_nulls": (
+        _some_nulls,
+        "column 'support_calls' has 2 null value(s) and is not nullable",
+    ),
     "empty_file": (_empty, "has 0 rows"),
     "single_class": (_single_class, "column 'churned' has a single class (0)"),
-    "label_not_binary": (_label_out_of_set, "column 'churned' has values other than 0 and 1"),
+    "label_not_binary": (
+        _label_out_of_set,
+        "column 'churned' has values outside its classes {0, 1} (e.g. 2)",
+    ),
     "nan": (_nan, "column 'data_usage_gb' has 2 NaN value(s)"),
     "inf": (_inf, "column 'monthly_charges' has 2 infinite value(s)"),
     "out_of_range": (_out_of_range, "column 'age' has 1 value(s) outside [18, 100] (e.g. 150)"),
@@ -257,3 +263,105 @@ def test_bad_data_never_reaches_a_trained_model(run_cli, tmp_path: Path, mlflow_
     experiment_entity = client.get_experiment_by_name(experiment)
     assert experiment_entity is None  # no run was even started
     assert client.search_registered_models(filter_string=f"name = '{experiment}'") == []
+
+
+def _bool_as_text(frame: pd.DataFrame) -> None:
+    frame["member"] = frame["member"].map(str)
+
+
+def _fractional_int(frame: pd.DataFrame) -> None:
+    frame["visits"] = frame["visits"] + 0.5
+
+
+def _unknown_category(frame: pd.DataFrame) -> None:
+    frame.loc[4, "color"] = "pink"
+
+
+def _null_in_non_nullable(frame: pd.DataFrame) -> None:
+    frame.loc[[1, 2], "color"] = None
+
+
+def _out_of_range(frame: pd.DataFrame) -> None:
+    frame.loc[9, "size_cm"] = 150.0
+
+
+def _label_outside_classes(frame: pd.DataFrame) -> None:
+    frame.loc[3, "bought"] = "maybe"
+
+
+def _one_class(frame: pd.DataFrame) -> None:
+    frame["bought"] = "yes"
+
+
+# Bad data under the shop contract (string, bool and nullable columns): change -> text.
+SHOP_BAD_DATA: dict[str, tuple[Callable[[pd.DataFrame], None], str]] = {
+    "bool_as_text": (_bool_as_text, "column 'member' has dtype str, expected bool"),
+    "fractional_int": (_fractional_int, "column 'visits' has dtype float64, expected int64"),
+    "unknown_category": (
+        _unknown_category,
+        "column 'color' has 1 value(s) outside {red, green, blue, violet} (e.g. 'pink')",
+    ),
+    "null_in_non_nullable": (
+        _null_in_non_nullable,
+        "column 'color' has 2 null value(s) and is not nullable",
+    ),
+    "out_of_range": (_out_of_range, "column 'size_cm' has 1 value(s) outside [0, 100] (e.g. 150)"),
+    "label_outside_classes": (
+        _label_outside_classes,
+        "column 'bought' has values outside its classes {no, yes} (e.g. 'maybe')",
+    ),
+    "single_class": (
+        _one_class,
+        "column 'bought' has a single class ('yes'); at least two of its classes are needed",
+    ),
+}
+
+
+def test_the_shop_data_is_valid_with_nulls_where_the_contract_allows_them(run_cli, tmp_path):
+    frame = shop_frame("binary", 300, seed=5)
+    assert frame["channel"].isna().any() and frame["size_cm"].isna().any()
+    partition = tmp_path / "good"
+    partition.mkdir()
+    frame.to_parquet(partition / "data.parquet", index=False)
+
+    result = run_cli("validate", "--input-uri", str(partition), "--spec", str(SHOP_SPECS["binary"]))
+
+    assert result.code == 0, result.stderr
+    assert result.xcom["model"] == "shop-binary"
+    report = json.loads((partition / "_validation.json").read_text())
+    assert report["schema"]["color"] == "string" and report["schema"]["member"] == "bool"
+
+
+@pytest.mark.parametrize("case", sorted(SHOP_BAD_DATA))
+def test_bad_data_under_a_contract_fails_in_one_line_and_writes_nothing_downstream(
+    run_cli, tmp_path: Path, case: str
+):
+    change, expected = SHOP_BAD_DATA[case]
+    frame = shop_frame("binary", 300, seed=5)
+    change(frame)
+    partition = tmp_path / "daily" / "2026-11-21"
+    partition.mkdir(parents=True)
+    frame.to_parquet(partition / "data.parquet", index=False)
+    data_uri = f"{file_uri(partition)}/data.parquet"
+    spec = str(SHOP_SPECS["binary"])
+    before = snapshot(tmp_path)
+    output = tmp_path / "prepared"
+
+    preprocess = run_cli(
+        "preprocess", "--input-uri", str(partition), "--output-uri", str(output), "--spec", spec
+    )
+
+    assert preprocess.code == 1
+    assert preprocess.xcom is None
+    assert preprocess.error_line.startswith(f"trainer preprocess: error: {data_uri}: {expected}")
+    assert "Traceback" not in preprocess.stderr
+    assert snapshot(tmp_path) == before  # no splits, no encoder, not even a report
+    assert not output.exists()
+
+    validate = run_cli("validate", "--input-uri", str(partition), "--spec", spec)
+
+    assert validate.code == 1
+    assert validate.error_line.startswith(f"trainer validate: error: {data_uri}: {expected}")
+    after = snapshot(tmp_path)
+    assert set(after) - set(before) == {"daily/2026-11-21/_validation.json"}  # only the report
+    assert json.loads(after["daily/2026-11-21/_validation.json"])["valid"] is False

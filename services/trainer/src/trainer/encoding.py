@@ -2,9 +2,9 @@
 
 Numeric features are standardised (a missing value of a nullable column becomes the train
 mean, i.e. 0 after scaling); categorical features (string, bool) are one-hot over the
-contract's categories, so a category the train split never saw still has its column and an
-unknown value encodes as all zeros. The fitted state is a small JSON document: preprocess
-writes it, train reads it and bakes it into the logged model.
+contract's categories that the train split holds: a value the train split never held, or one
+outside the contract, encodes as all zeros. The fitted state is a small JSON document:
+preprocess writes it, train reads it and bakes it into the logged model.
 
 Only numpy and pandas are imported: train.py pickles this module by value into the model.
 """
@@ -41,7 +41,12 @@ class FeatureEncoder:
             tuple(numeric),
             tuple(mean),
             tuple(scale),
-            tuple((name, tuple(values)) for name, values in categorical.items()),
+            # Only categories the train split holds get a column: one it never saw would keep
+            # untrained weights, so it encodes as all zeros, like an unknown value.
+            tuple(
+                (name, tuple(v for v in values if bool((frame[name] == v).any())))
+                for name, values in categorical.items()
+            ),
         )
 
     @property

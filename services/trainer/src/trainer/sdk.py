@@ -11,7 +11,7 @@ A team's `train` step follows the same conventions as the platform's, in a few c
         params = {"max_depth": args.max_depth}
         with sdk.tracked_run(args.experiment, params, prepared) as run:
             if run.reused:                      # an earlier try of this task finished
-                return sdk.result_of(run.reused, prepared.spec)
+                return sdk.result_of(run.reused, prepared.spec, params)
             ...fit on prepared.split("train").features / .labels, log the model with
             MLflow's own flavour, then:
             outputs = sdk.check_model(prepared.spec, model_uri, prepared.split("val").features)
@@ -170,14 +170,20 @@ def train_result(run: TrackedRun, metrics: Mapping[str, float], params: Mapping[
     }
 
 
-def result_of(run: Any, spec: ModelSpec) -> dict:
-    """The train XCom of a finished earlier try (TrackedRun.reused)."""
+def result_of(run: Any, spec: ModelSpec, params: Mapping[str, Any] | None = None) -> dict:
+    """The train XCom of a finished earlier try (TrackedRun.reused).
+
+    Pass the params the try was started with to report them with their types: MLflow keeps
+    params as text, and a retry's XCom should read like the first try's.
+    """
     names = [f"{split}_{m}" for split in ("val", "test") for m in metrics_for(spec.task)]
     return {
         "run_id": run.info.run_id,
         "model_uri": run.data.tags[MODEL_URI_TAG],
         "metrics": {k: run.data.metrics[k] for k in names if k in run.data.metrics},
-        "params": {k: v for k, v in run.data.params.items() if k != "task"},
+        "params": dict(params)
+        if params is not None
+        else {k: v for k, v in run.data.params.items() if k != "task"},
         "device": run.data.params.get("device", "cpu"),
         "reused": True,
     }

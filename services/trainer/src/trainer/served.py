@@ -25,6 +25,9 @@ class TabularModel(mlflow.pyfunc.PythonModel):
         self.labels = labels
 
     def forward(self, frame: pd.DataFrame) -> np.ndarray:
+        # The signature marks nullable columns optional, so a request may leave them out:
+        # an absent column is all nulls (required ones MLflow checks before predict).
+        frame = frame.reindex(columns=list(self.encoder.input_columns))
         inputs = torch.from_numpy(self.encoder.transform(frame))
         with torch.no_grad():
             out = self.network(inputs)

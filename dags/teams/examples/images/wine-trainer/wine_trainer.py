@@ -56,7 +56,7 @@ def train(args: argparse.Namespace) -> dict:
     }
     with sdk.tracked_run(args.experiment, params, prepared) as run:
         if run.reused is not None:
-            return sdk.result_of(run.reused, spec)
+            return sdk.result_of(run.reused, spec, params)
         train_split = prepared.split("train")
         model = GradientBoostingClassifier(
             max_depth=args.max_depth,
