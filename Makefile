@@ -55,7 +55,7 @@ demo: setup ## the main job, locally, against a real MLflow server
 check-dags: setup ## DAG files: imports, parse time, policies, pod placement (docs/ml-teams.md)
 	PYTHONPATH=dags $(BIN)/python -m ml_platform.checks dags
 
-new-dag: setup ## scaffold a team's DAG and its test: NAME=<name> TEAM=<team> [TRAINER=1]
+new-dag: setup ## scaffold a team's model (spec, DAG, test): NAME=<name> TEAM=<team> [TRAINER=1: own trainer image]
 	PYTHONPATH=dags $(BIN)/python -m ml_platform.scaffold --team "$(TEAM)" --name "$(NAME)" \
 	  $(if $(filter 1 yes true,$(TRAINER)),--trainer)
 
@@ -70,7 +70,7 @@ run-dag: setup ## run one DAG locally like `make demo`: DAG=<dag_id> [ARGS='--da
 kind-up: setup ## create the local kind cluster unless it exists, and check it
 	infra/kind/up.sh
 
-images: setup ## build the trainer and deployer images (CPU) and load them into kind
+images: setup ## build the platform images (CPU) and every team image, and load them into kind
 	infra/kind/images.sh
 
 deploy: setup ## pulumi up one stack: ENV=kind (local state in .local/kind) or ENV=dev|prod

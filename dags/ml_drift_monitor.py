@@ -14,14 +14,18 @@ from typing import Any
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, Param, task
 
+from ml_contract import SPEC_ENV
 from ml_platform.container import container_task
 from ml_platform.dag_defaults import platform_default_args
+from ml_platform.model_specs import spec_beside
 from ml_platform.sensors import wait_for_partition
 from ml_platform.settings import platform_config
 
 DAG_ID = "ml_drift_monitor"
 TRAINING_DAG_ID = "ml_training_pipeline"
 PARTITION_URI = platform_config().datasets_uri + "/daily/{{ ds }}"
+# The churn model's contract: the monitor reads the partition the way training does.
+SPEC = spec_beside(__file__, "churn_classifier")
 
 
 with DAG(
@@ -66,6 +70,7 @@ with DAG(
             "{{ params.min_metric }}",
         ],
         memory="2Gi",
+        env={SPEC_ENV: SPEC.to_json()},
     )
 
     @task.short_circuit

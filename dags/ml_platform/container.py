@@ -4,6 +4,9 @@ DAG authors say which platform image, which arguments, how much CPU/memory and h
 the factory adds namespace, service account, image reference, resources, tolerations and node
 affinity from the pool catalog, MLflow and storage settings, secrets by reference, and the
 Airflow context the images use to make retries idempotent.
+
+A team's own image (dags/teams/<team>/images/<name>/, built FROM the trainer by `make images`)
+is a platform image too: `image="<name>", team="<team>"` runs it from the platform registry.
 """
 
 from __future__ import annotations
@@ -15,7 +18,13 @@ from airflow.providers.cncf.kubernetes.secret import Secret
 from kubernetes.client import models as k8s
 
 from ml_platform.pools import affinity_for, select_pool, tolerations_for
-from ml_platform.settings import GPU_RESOURCE, PlatformConfig, platform_config, runtime
+from ml_platform.settings import (
+    GPU_RESOURCE,
+    PlatformConfig,
+    PlatformConfigError,
+    platform_config,
+    runtime,
+)
 
 # Rendered per task instance: the images tag their MLflow runs with these to detect retries.
 AIRFLOW_CONTEXT_ENV = {
@@ -26,6 +35,8 @@ AIRFLOW_CONTEXT_ENV = {
     "AIRFLOW_CTX_TRY_NUMBER": "{{ ti.try_number }}",
 }
 RUN_AS_USER = 10001  # the non-root user the platform images create
+IMAGE_LABEL = "ml-platform/image"
+TEAM_LABEL = "ml-platform/team"
 
 
 class PlatformPodOperator(KubernetesPodOperator):
@@ -76,9 +87,33 @@ def _security_contexts() -> tuple[k8s.V1PodSecurityContext, k8s.V1SecurityContex
     return pod, container
 
 
+def image_reference(config: PlatformConfig, image: str, team: str | None = None) -> str:
+    """A platform image's reference, or with `team` that team's own image of that name."""
+    if image in config.images.names:
+        return config.images.ref(image)
+    if team is None:
+        known = ", ".join(sorted(config.images.names))
+        raise PlatformConfigError(
+            f"unknown platform image {image!r} (known: {known}); a team's own image "
+            f"(dags/teams/<team>/images/{image}/) needs team='<team>'"
+        )
+    return config.images.team_ref(team, image)
+
+
+def image_labels(config: PlatformConfig, image: str, team: str | None) -> dict[str, str]:
+    """Which image a pod runs, and for a team's own image whose it is. A team image never
+    bears a platform image's name (those resolve first), so it cannot pass for the deployer
+    that network policies select by this label."""
+    if image in config.images.names:
+        return {IMAGE_LABEL: image}
+    assert team is not None  # image_reference refused it otherwise
+    return {IMAGE_LABEL: image, TEAM_LABEL: team}
+
+
 def container_task_kwargs(
     *,
     image: str,
+    team: str | None = None,
     gpus: int = 0,
     gpu_type: str | None = None,
     cpu: str = "500m",
@@ -91,8 +126,12 @@ def container_task_kwargs(
     config: PlatformConfig | None = None,
     **kpo_kwargs: Any,
 ) -> dict[str, Any]:
-    """KubernetesPodOperator arguments for a platform image on the pool that fits the request."""
+    """KubernetesPodOperator arguments for a platform image on the pool that fits the request.
+
+    `image` is a platform image (trainer, deployer) or, with `team`, one of that team's own.
+    """
     config = config or platform_config()
+    reference = image_reference(config, image, team)
     pool = select_pool(config, gpus=gpus, gpu_type=gpu_type)
     pod_security, container_security = _security_contexts()
     secret_refs = [Secret("env", None, name) for name in secrets or []]
@@ -101,7 +140,7 @@ def container_task_kwargs(
     if config.mlflow_credentials_secret:
         secret_refs.append(Secret("env", None, config.mlflow_credentials_secret))
     kwargs: dict[str, Any] = {
-        "image": config.images.ref(image),
+        "image": reference,
         "image_pull_policy": config.images.pull_policy,
         "namespace": config.namespaces["training"],
         "service_account_name": config.service_accounts[service_account],
@@ -110,7 +149,7 @@ def container_task_kwargs(
         "affinity": affinity_for(pool),
         "env_vars": {**platform_env(config), **AIRFLOW_CONTEXT_ENV, **(env or {})},
         "secrets": secret_refs,
-        "labels": {"ml-platform/image": image, "ml-platform/pool": pool.name},
+        "labels": {**image_labels(config, image, team), "ml-platform/pool": pool.name},
         "security_context": pod_security,
         "container_security_context": container_security,
         "deferrable": True,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -20,6 +21,10 @@ RUNTIME_ENV = "ML_PLATFORM_RUNTIME"
 DEFAULT_CONFIG_FILE = Path(__file__).with_name("platform.kind.json")
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 GPU_RESOURCE = "nvidia.com/gpu"
+# A team's own image (dags/teams/<team>/images/<name>/) is pushed as <registry>/team-<team>-<name>.
+TEAM_IMAGE_PREFIX = "team-"
+# One path component of an image repository, as registries accept it.
+_REPOSITORY_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 
 Runtime = Literal["kubernetes", "local"]
 
@@ -62,6 +67,21 @@ class Images:
             known = ", ".join(sorted(self.names))
             raise PlatformConfigError(f"unknown platform image {image!r} (known: {known})")
         return f"{self.registry}/{self.names[image]}:{self.tag}"
+
+    def team_ref(self, team: str, image: str) -> str:
+        """Full reference of a team's own image: under the platform's registry and tag."""
+        return f"{self.registry}/{team_repository(team, image)}:{self.tag}"
+
+
+def team_repository(team: str, image: str) -> str:
+    """The repository a team image is pushed to: `team-<team>-<image>`, the one naming rule."""
+    repository = f"{TEAM_IMAGE_PREFIX}{team}-{image}"
+    if not _REPOSITORY_COMPONENT.match(repository):
+        raise PlatformConfigError(
+            f"team {team!r}, image {image!r}: {repository!r} is not a valid image repository "
+            "name (lowercase letters and digits, separated by single '.', '_' or '-')"
+        )
+    return repository
 
 
 @dataclass(frozen=True)

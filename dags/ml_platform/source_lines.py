@@ -2,8 +2,9 @@
 
 Airflow does not record the line an operator was created on, and messages must name it, so
 the DAG checks and the cluster policies look it up here: the DAG constructor (`DAG(...)`,
-`with DAG(...)`, `@dag(...)`) by dag_id, a task by its task_id literal, the first argument
-of a platform factory (`container_task("train", ...)`) or its TaskFlow function's name.
+`with DAG(...)`, `@dag(...)`, a platform DAG factory such as `training_dag(...)`) by dag_id,
+a task by its task_id literal, the first argument of a platform factory
+(`container_task("train", ...)`) or its TaskFlow function's name.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from pathlib import Path
 
 # Platform factories whose first argument is the task_id.
 TASK_FACTORIES = frozenset({"container_task", "mapped_container_task", "wait_for_partition"})
+# Platform factories that build a whole DAG (dag_id=..., schedule=..., catchup=... keywords):
+# a DAG's messages point at their call, since its tasks are created inside the factory.
+DAG_FACTORIES = frozenset({"training_dag"})
 _REUSED_TASKFLOW_SUFFIX = re.compile(r"__\d+$")
 
 
@@ -88,6 +92,10 @@ def dag_calls(tree: ast.Module) -> list[DagCall]:
         ):
             first = node.args[0] if node.args else None
             dag_id = _text(_keyword(node, "dag_id") or first, constants)
+            keywords = frozenset(k.arg for k in node.keywords if k.arg)
+            found.append(DagCall(node, node.lineno, dag_id, keywords, is_decorator=False))
+        elif isinstance(node, ast.Call) and callee_name(node.func) in DAG_FACTORIES:
+            dag_id = _text(_keyword(node, "dag_id"), constants)
             keywords = frozenset(k.arg for k in node.keywords if k.arg)
             found.append(DagCall(node, node.lineno, dag_id, keywords, is_decorator=False))
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):

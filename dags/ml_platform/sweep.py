@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from airflow.sdk import Param
 
 from ml_platform.trainer_params import TRAIN_FLAGS
 
@@ -82,3 +85,118 @@ def trainer_arguments(combo: Mapping[str, Any], data_uri: str, experiment: str) 
     for name, (hyperparameter, _) in AXES.items():
         args += [TRAIN_FLAGS[hyperparameter][0], str(combo[name])]
     return args + [TRAIN_FLAGS["epochs"][0], str(combo["epochs"])]
+
+
+# --- the sweep as DAG params ----------------------------------------------------------------
+
+# The platform trainer's sweep: each list param is one axis of the grid (AXES).
+PLATFORM_SWEEP_DEFAULTS: dict[str, Any] = {
+    "learning_rates": [0.001, 0.003],
+    "batch_sizes": [128],
+    "hidden_sizes": ["64,32"],
+    "optimizers": ["adam"],
+    "dropouts": [0.1],
+    "epochs": 15,
+}
+_ITEM_TYPES = {
+    "learning_rates": "number",
+    "batch_sizes": "integer",
+    "hidden_sizes": "string",
+    "optimizers": "string",
+    "dropouts": "number",
+}
+DEFAULT_MAX_COMBINATIONS = 16
+# Flags every `train` call already gets, and the pipeline's other params: not sweepable.
+RESERVED = frozenset(
+    {"data_uri", "experiment", "spec", "model_name", "xcom_path", "metric", "max_combinations"}
+    | {"threshold", "min_metric", "min_improvement"}
+)
+_HYPERPARAMETER = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+def platform_sweep_params(
+    overrides: Mapping[str, Any] | None = None, max_combinations: int = DEFAULT_MAX_COMBINATIONS
+) -> dict[str, Param]:
+    """The platform trainer's sweep params, defaults changed by `overrides`, checked now.
+
+    A bad default fails the parse with the param's name, as a bad run param fails the run.
+    """
+    unknown = sorted(set(overrides or {}) - set(PLATFORM_SWEEP_DEFAULTS))
+    if unknown:
+        raise SweepParamError(
+            f"param {unknown[0]}: not a sweep param of the platform trainer "
+            f"(known: {', '.join(PLATFORM_SWEEP_DEFAULTS)})"
+        )
+    defaults = {
+        **PLATFORM_SWEEP_DEFAULTS,
+        **(overrides or {}),
+        "max_combinations": max_combinations,
+    }
+    build_combinations(defaults)
+    params = {
+        name: Param(defaults[name], type="array", items={"type": item})
+        for name, item in _ITEM_TYPES.items()
+    }
+    params["epochs"] = Param(defaults["epochs"], type="integer", minimum=1)
+    params["max_combinations"] = Param(max_combinations, type="integer", minimum=1)
+    return params
+
+
+def _item_type(name: str, values: Any) -> str:
+    if not isinstance(values, list) or not values:
+        raise SweepParamError(f"param {name}: expected a non-empty list of values, got {values!r}")
+    kinds = set()
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise SweepParamError(
+                f"param {name}: {value!r} is not a number or a string (a flag's value)"
+            )
+        kinds.add("string" if isinstance(value, str) else "number")
+    if len(kinds) > 1:
+        raise SweepParamError(f"param {name}: mixes numbers and strings: {values!r}")
+    if kinds == {"number"} and all(isinstance(v, int) for v in values):
+        return "integer"
+    return kinds.pop()
+
+
+def team_sweep_params(
+    sweep: Mapping[str, Any] | None, max_combinations: int = DEFAULT_MAX_COMBINATIONS
+) -> dict[str, Param]:
+    """A team image's sweep: one list param per hyperparameter (`max_depth` -> --max-depth)."""
+    params: dict[str, Param] = {}
+    for name, values in (sweep or {}).items():
+        if not isinstance(name, str) or not _HYPERPARAMETER.match(name) or name in RESERVED:
+            raise SweepParamError(
+                f"param {name}: a hyperparameter is lowercase letters, digits and underscores "
+                f"(it becomes a --flag), and none of {', '.join(sorted(RESERVED))}"
+            )
+        params[name] = Param(
+            list(values), type="array", minItems=1, items={"type": _item_type(name, values)}
+        )
+    params["max_combinations"] = Param(max_combinations, type="integer", minimum=1)
+    build_team_combinations({k: p.value for k, p in params.items()}, list(sweep or {}))
+    return params
+
+
+def build_team_combinations(params: Mapping[str, Any], names: list[str]) -> list[dict[str, Any]]:
+    """Every combination of a team image's hyperparameter lists, after checking the cap."""
+    for name in names:
+        _item_type(name, params[name])
+    combos = [
+        dict(zip(names, values, strict=True))
+        for values in itertools.product(*(params[name] for name in names))
+    ]
+    limit = params["max_combinations"]
+    if len(combos) > limit:
+        raise SweepParamError(
+            f"param max_combinations: the grid has {len(combos)} combinations, over the cap {limit}"
+        )
+    return combos
+
+
+def team_trainer_arguments(combo: Mapping[str, Any], data_uri: str, experiment: str) -> list[str]:
+    """A team image's `train` arguments for one combination: --<name> <value> per key."""
+    args = ["train", "--data-uri", data_uri, "--experiment", experiment]
+    for name, value in combo.items():
+        args += ["--" + name.replace("_", "-"), str(value)]
+    return args

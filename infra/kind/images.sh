@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # make images: build every platform image under the reference the kind platform document gives
 # it (what the DAGs' pods run), as a CPU image (kind has no GPU: the build args are the CPU
-# image's own defaults, see kind_platform.cpu_build_args), and load it into the kind nodes of
-# the stack's pools. Idempotent: Docker's cache makes a rebuild quick, and kind skips nodes that
-# already hold the same image.
+# image's own defaults, see kind_platform.cpu_build_args), then every team image
+# (dags/teams/<team>/images/<name>/) FROM the trainer image just built (build arg
+# TRAINER_BASE), and load each into the kind nodes of the stack's pools. Idempotent: Docker's
+# cache makes a rebuild quick, and kind skips nodes that already hold the same image.
 #   infra/kind/images.sh           build and load
 #   infra/kind/images.sh --print   print the commands instead of running them (no Docker needed)
 set -euo pipefail
@@ -18,12 +19,8 @@ case "${1:-}" in
 esac
 
 facts
+# One line per image, in build order: name, reference, build context, then its build args.
 listing="$("$PY" "$KIND_PLATFORM" images)" || exit 1
-build_args="$("$PY" "$KIND_PLATFORM" build-args)" || exit 1
-arg_flags=()
-while IFS= read -r arg; do
-  arg_flags+=(--build-arg "$arg")
-done <<<"$build_args"
 
 # run SECONDS COMMAND...: run it (bounded), or print it with --print.
 run() {
@@ -43,8 +40,16 @@ if ! $print_only; then
   cluster_exists || die "kind cluster $KIND_CLUSTER_NAME is not up: make kind-up first"
 fi
 
-while read -r image ref context; do
-  log "building $image as $ref from $context with ${build_args//$'\n'/ } (first build: 5-15 minutes)"
+while read -r image ref context rest; do
+  read -r -a build_args <<<"$rest"
+  arg_flags=()
+  for arg in "${build_args[@]}"; do
+    case "$arg" in
+      +*) arg_flags+=(--build-context "${arg#+}") ;;  # a named context (COPY --from=<name>)
+      *) arg_flags+=(--build-arg "$arg") ;;
+    esac
+  done
+  log "building $image as $ref from $context with ${build_args[*]} (first build: 5-15 minutes)"
   run 3600 docker build "${arg_flags[@]}" --tag "$ref" "$context"
   log "loading $ref into $KIND_POOL_NODES of cluster $KIND_CLUSTER_NAME (about a minute per image)"
   run 900 kind load docker-image "$ref" --name "$KIND_CLUSTER_NAME" --nodes "${KIND_POOL_NODES// /,}"

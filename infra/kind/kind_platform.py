@@ -12,7 +12,9 @@ module takes each from its single source:
   keeps it equal to what the stack computes), read by ml_platform.settings: the image
   references the DAGs' pods run;
 - services/deployer/Dockerfile's ARG defaults: the CPU base image and torch index every image
-  is built with on kind (kind has no GPU; the deployer image is the platform's CPU image).
+  is built with on kind (kind has no GPU; the deployer image is the platform's CPU image);
+- dags/teams/*/images/*/Dockerfile (ml_platform.model_specs): the teams' own images, built
+  FROM the trainer image just built, under the reference ml_platform.settings gives them.
 
 The kind path's local state (the Pulumi file backend and its passphrase) lives under
 .local/kind/, which `make kind-down` removes together with the cluster.
@@ -30,7 +32,7 @@ import secrets
 import shlex
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -203,6 +205,56 @@ def image_refs() -> dict[str, str]:
     return {image: images.ref(image) for image in sorted(images.names)}
 
 
+# Named build contexts a platform image's Dockerfile copies from (`COPY --from=<name>`): the
+# trainer installs the model-spec package, which lives with the DAGs that parse specs too.
+NAMED_CONTEXTS: dict[str, dict[str, Path]] = {"trainer": {"contract": DAGS_DIR / "ml_contract"}}
+
+
+@dataclass(frozen=True)
+class ImageBuild:
+    """One image `make images` builds: its name, reference, build context and build args."""
+
+    name: str
+    ref: str
+    context: Path
+    build_args: dict[str, str]
+    named_contexts: dict[str, Path] = field(default_factory=dict)
+
+    def line(self) -> str:
+        """`name ref context NAME=value... +name=path...`, what images.sh reads: build args,
+        then named build contexts (no value holds a space)."""
+        args = [f"{key}={value}" for key, value in self.build_args.items()]
+        args += [
+            f"+{key}={path.relative_to(REPO_ROOT)}" for key, path in self.named_contexts.items()
+        ]
+        return " ".join([self.name, self.ref, str(self.context.relative_to(REPO_ROOT)), *args])
+
+
+def image_builds() -> list[ImageBuild]:
+    """Every image to build, in order: the platform's (CPU), then each team's FROM the trainer."""
+    importable()
+    from ml_platform.model_specs import team_images
+    from ml_platform.settings import team_repository
+
+    images = platform_document().images
+    cpu = cpu_build_args()
+    builds = [
+        ImageBuild(image, ref, image_context(image), cpu, NAMED_CONTEXTS.get(image, {}))
+        for image, ref in image_refs().items()
+    ]
+    trainer = {"TRAINER_BASE": images.ref("trainer")}
+    builds += [
+        ImageBuild(
+            team_repository(team.team, team.name),
+            images.team_ref(team.team, team.name),
+            team.folder,
+            trainer,
+        )
+        for team in team_images(DAGS_DIR)
+    ]
+    return builds
+
+
 def image_context(image: str) -> Path:
     """The build context of a platform image: services/<image>/ with its Dockerfile."""
     context = SERVICES_DIR / image
@@ -287,8 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("shell", help="KEY=value lines for `eval` in the kind scripts")
-    commands.add_parser("images", help="one `image ref build-context` line per platform image")
-    commands.add_parser("build-args", help="`NAME=value` build args of a CPU image, one a line")
+    commands.add_parser(
+        "images", help="one `image ref build-context NAME=value...` line per image, in order"
+    )
     commands.add_parser("log-namespaces", help="namespaces whose logs a failed run collects")
     pulumi = commands.add_parser("pulumi-env", help="`export` lines for the Pulumi CLI on kind")
     pulumi.add_argument("--create", action="store_true", help="generate the passphrase file")
@@ -297,12 +350,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "shell":
             sys.stdout.write(_assignments(shell_facts(), export=False))
         elif args.command == "images":
-            for image, ref in image_refs().items():
-                context = image_context(image).relative_to(REPO_ROOT)
-                print(image, ref, context)
-        elif args.command == "build-args":
-            for name, value in cpu_build_args().items():
-                print(f"{name}={value}")
+            for build in image_builds():
+                print(build.line())
         elif args.command == "log-namespaces":
             print(" ".join(log_namespaces()))
         else:

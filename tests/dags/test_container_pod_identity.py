@@ -27,9 +27,16 @@ def test_pipeline_service_accounts(pipeline_pods: dict[str, k8s.V1Pod], platform
 
 @pytest.mark.usefixtures("container_task")
 def test_image_is_a_platform_image(container_pod: k8s.V1Pod, platform: PlatformConfig):
-    image = container_pod.metadata.labels["ml-platform/image"]
+    """The platform's own images, or a team's own (labelled with the team too)."""
+    labels = container_pod.metadata.labels
+    image, team = labels["ml-platform/image"], labels.get("ml-platform/team")
     base = container_pod.spec.containers[0]
-    assert base.image == platform.images.ref(image)
+    if team is None:
+        assert base.image == platform.images.ref(image)
+    else:
+        assert image not in platform.images.names  # never taken for a platform image
+        assert base.image == platform.images.team_ref(team, image)
+    assert base.image.startswith(platform.images.registry + "/")
     assert base.image_pull_policy == platform.images.pull_policy
 
 

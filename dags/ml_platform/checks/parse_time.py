@@ -44,6 +44,9 @@ PLATFORM_PRELOAD = (
     "ml_platform.sensors",
     "ml_platform.sweep",
     "ml_platform.trainer_params",
+    "ml_platform.training_dag",
+    "ml_platform.model_specs",
+    "ml_contract",
     "airflow.providers.amazon.aws.sensors.s3",
     "airflow.providers.standard.sensors.filesystem",
 )

@@ -31,7 +31,7 @@ class GeneratedData:
     """The synthetic partition to generate when the DAG waits for the day's data."""
 
     drift: float = 0.0
-    rows: int = 4000
+    rows: int | None = None  # the source's default: 4000 churn rows, 80% of an sklearn set
 
 
 def run_dag_locally(
@@ -49,7 +49,8 @@ def run_dag_locally(
     command = [sys.executable, "-m", "ml_platform.local.run_dag", dag_id]
     command += ["--date", day.isoformat(), "--conf", json.dumps(conf)]
     if data is not None:
-        command += ["--generate-data", "--drift", str(data.drift), "--rows", str(data.rows)]
+        command += ["--generate-data", "--drift", str(data.drift)]
+        command += ["--rows", str(data.rows)] if data.rows is not None else []
     with tempfile.TemporaryDirectory() as tmp:
         result_file = Path(tmp) / "outcome.json"
         subprocess.run(
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mlflow-port", type=int, default=5000)
     parser.add_argument("--date", type=date.fromisoformat, default=date.today())
     parser.add_argument("--drift", type=float, default=0.0)
-    parser.add_argument("--rows", type=int, default=4000)
+    parser.add_argument("--rows", type=int, help="default: the data source's own")
     parser.add_argument("--conf", type=json.loads, default={}, help="DAG params as JSON")
     parser.add_argument("--dag", default=DAG_ID, help="the DAG to run (default: %(default)s)")
     parser.add_argument(

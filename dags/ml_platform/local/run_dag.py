@@ -4,7 +4,8 @@
 
 The environment must be set before Airflow is imported, so this runs in its own process;
 `local_environment` is what ml_platform.local.demo (and the tests) hand to it. With
---generate-data, a DAG that waits for the day's partition gets it generated first.
+--generate-data, each partition the DAG waits for is generated first, from the demo source
+its DAG named (ml_platform.local.partitions).
 """
 
 from __future__ import annotations
@@ -20,7 +21,12 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from ml_platform.local.partitions import generate_partition, waits_for_daily_partition
+from ml_platform.local.partitions import (
+    daily_partition_dir,
+    demo_source,
+    generate_partition,
+    waited_prefixes,
+)
 from ml_platform.settings import CONFIG_ENV, DEFAULT_CONFIG_FILE, RUNTIME_ENV
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2]
@@ -96,6 +102,23 @@ def load_dag(dag_id: str) -> Any:
     return dag
 
 
+def generate_data(dag: Any, local_dir: Path, day: date, drift: float, rows: int | None) -> None:
+    """The day's partition of every dataset the DAG waits for, from its demo source."""
+    for prefix in waited_prefixes(dag, local_dir):
+        where = daily_partition_dir(local_dir, day, prefix)
+        source = demo_source(prefix)
+        if source is None:
+            if any(where.glob("*.parquet")):
+                log.info("no demo source for %s: using the partition already there", where)
+                continue
+            raise SystemExit(
+                f"run_dag: {dag.dag_id} waits for {where} and no demo data source is known for "
+                "it: pass local_source=... to training_dag, or put a Parquet file there"
+            )
+        log.info("generating the %s partition from %s (drift %.2f)", day, source, drift)
+        generate_partition(local_dir, day, drift, rows, source=source, prefix=prefix)
+
+
 def run(dag: Any, logical_date: datetime, conf: dict[str, Any]) -> dict[str, Any]:
     """dag.test() one run; returns the run's state, each task's states and results."""
     from airflow.models.dagrun import DagRun
@@ -149,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         help="generate the day's partition first when the DAG waits for it",
     )
     parser.add_argument("--drift", type=float, default=0.0, help="drift of generated data")
-    parser.add_argument("--rows", type=int, default=4000, help="rows of generated data")
+    parser.add_argument(
+        "--rows", type=int, help="rows of generated data (default: the source's own)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if os.environ.get(RUNTIME_ENV) != "local" or "AIRFLOW_HOME" not in os.environ:
@@ -157,9 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     prepare_airflow_home()
     dag = load_dag(args.dag_id)
     local_dir = Path(os.environ["AIRFLOW_HOME"]).parent  # local_environment's layout
-    if args.generate_data and waits_for_daily_partition(dag, local_dir):
-        log.info("generating the %s partition (drift %.2f)", args.date, args.drift)
-        generate_partition(local_dir, args.date, args.drift, args.rows)
+    if args.generate_data:
+        generate_data(dag, local_dir, args.date, args.drift, args.rows)
     logical_date = datetime(args.date.year, args.date.month, args.date.day, tzinfo=UTC)
     outcome = run(dag, logical_date, args.conf)
     if args.result_file:

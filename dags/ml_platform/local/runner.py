@@ -2,6 +2,12 @@
 
 The pod spec is still built (the pod_mutation_hook included) and checked against the pool
 catalog, so a pod that could not schedule on the cluster fails locally too.
+
+A platform image stands in as its console script in this virtualenv (`trainer`, `deployer`).
+A team image (dags/teams/<team>/images/<name>/) is built FROM the trainer image and runs
+`python -m <module>` on the module files of its folder: locally the same module runs with
+this Python, the folder first on PYTHONPATH, so the team's code sees the trainer's packages
+as it does in the image.
 """
 
 from __future__ import annotations
@@ -13,11 +19,13 @@ import subprocess
 import sys
 import tempfile
 from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ml_platform.model_specs import DAGS_FOLDER, TeamImage, team_images
 from ml_platform.pools import check_schedulable
-from ml_platform.settings import PlatformConfig, platform_config
+from ml_platform.settings import TEAM_IMAGE_PREFIX, PlatformConfig, platform_config
 
 XCOM_ENV = "TRAINER_XCOM_PATH"  # where the platform images write their result
 
@@ -26,18 +34,72 @@ class ContainerTaskFailed(RuntimeError):
     """The local stand-in for a pod failed; the message carries its last output line."""
 
 
-def local_entrypoint(image: str, config: PlatformConfig) -> list[str]:
-    """The console script standing in for a platform image's ENTRYPOINT."""
+@dataclass(frozen=True)
+class LocalEntrypoint:
+    """What stands in for an image's ENTRYPOINT: a command, and folders to import from."""
+
+    command: list[str]
+    pythonpath: list[str] = field(default_factory=list)
+
+    def environment(self, env: dict[str, str]) -> dict[str, str]:
+        if not self.pythonpath:
+            return env
+        path = os.pathsep.join(filter(None, [*self.pythonpath, env.get("PYTHONPATH")]))
+        return {**env, "PYTHONPATH": path}
+
+
+def dags_folder() -> Path:
+    """The DAGs folder this runtime parses (team images live under its teams/)."""
+    return Path(os.environ.get("AIRFLOW__CORE__DAGS_FOLDER") or DAGS_FOLDER)
+
+
+def local_entrypoint(
+    image: str, config: PlatformConfig, dags: Path | None = None
+) -> LocalEntrypoint:
+    """The local stand-in for a platform image's or a team image's ENTRYPOINT."""
     repository = image.rsplit(":", 1)[0].rsplit("/", 1)[-1]
     by_repository = {name: key for key, name in config.images.names.items()}
-    if repository not in by_repository:
-        raise ContainerTaskFailed(f"image {image} is not a platform image: no local entrypoint")
-    script = by_repository[repository]
-    beside_python = Path(sys.executable).with_name(script)
-    found = str(beside_python) if beside_python.exists() else shutil.which(script)
+    if repository in by_repository:
+        script = by_repository[repository]
+        beside_python = Path(sys.executable).with_name(script)
+        found = str(beside_python) if beside_python.exists() else shutil.which(script)
+        if not found:
+            raise ContainerTaskFailed(f"image {image}: command {script!r} is not installed locally")
+        return LocalEntrypoint([found])
+    if repository.startswith(TEAM_IMAGE_PREFIX):
+        return team_entrypoint(image, config, dags or dags_folder())
+    raise ContainerTaskFailed(f"image {image} is not a platform image: no local entrypoint")
+
+
+def team_entrypoint(image: str, config: PlatformConfig, dags: Path) -> LocalEntrypoint:
+    """`python -m <module>` of the team image's Dockerfile, with its folder importable."""
+    found = [t for t in team_images(dags) if config.images.team_ref(t.team, t.name) == image]
     if not found:
-        raise ContainerTaskFailed(f"image {image}: command {script!r} is not installed locally")
-    return [found]
+        raise ContainerTaskFailed(
+            f"image {image}: no team image folder for it under {dags}/teams/ "
+            "(expected teams/<team>/images/<name>/Dockerfile)"
+        )
+    team_image = found[0]
+    module = python_module_entrypoint(team_image)
+    return LocalEntrypoint([sys.executable, "-m", module], pythonpath=[str(team_image.folder)])
+
+
+def python_module_entrypoint(image: TeamImage) -> str:
+    """The module of the image's `ENTRYPOINT ["python", "-m", MODULE]`, as check-dags reads it.
+
+    The image is held to the same rule as in `make check-dags` (MLP404): what would not build
+    or run on the cluster does not run locally either, with the same one-line reason.
+    """
+    from ml_platform.checks.spec_rules import dockerfile_findings, dockerfile_instructions
+
+    problems = dockerfile_findings(image.dockerfile)
+    if problems:
+        first = problems[0]
+        raise ContainerTaskFailed(f"{image.dockerfile}:{first.line}: {first.message}")
+    entrypoint = [
+        i for i in dockerfile_instructions(image.dockerfile.read_text()) if i.name == "ENTRYPOINT"
+    ]
+    return json.loads(entrypoint[-1].args)[2]
 
 
 def pod_environment(container: Any) -> dict[str, str]:
@@ -58,9 +120,12 @@ def run_pod_locally(operator: Any, context: Any) -> Any:
     pod = operator.build_pod_request_obj(context, dry_run=True)
     pool = check_schedulable(pod, config)
     container = next(c for c in pod.spec.containers if c.name == operator.base_container_name)
-    command = (container.command or local_entrypoint(container.image, config)) + list(
-        container.args or []
+    entrypoint = (
+        LocalEntrypoint(list(container.command))
+        if container.command
+        else local_entrypoint(container.image, config)
     )
+    command = entrypoint.command + list(container.args or [])
     operator.log.info(
         "local runtime: pod %s would run on pool %r; running %s",
         pod.metadata.name,
@@ -68,7 +133,7 @@ def run_pod_locally(operator: Any, context: Any) -> Any:
         " ".join(command),
     )
     with tempfile.TemporaryDirectory(prefix="xcom-") as xcom_dir:
-        env = pod_environment(container)
+        env = entrypoint.environment(pod_environment(container))
         xcom_path = Path(xcom_dir) / "return.json"
         env[XCOM_ENV] = str(xcom_path)
         last_lines: deque[str] = deque(maxlen=20)

@@ -14,7 +14,9 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--team", default="", help="the team's folder under dags/teams/")
     parser.add_argument("--name", default="", help="the DAG's file name (without .py)")
     parser.add_argument(
-        "--trainer", action="store_true", help="also a trainer preset: <name>.trainer.json"
+        "--trainer",
+        action="store_true",
+        help="train with the team's own image: images/<name>-trainer/ (Dockerfile + module)",
     )
     parser.add_argument("--root", type=Path, default=REPO_ROOT, help="the repository root")
     args = parser.parse_args(argv)

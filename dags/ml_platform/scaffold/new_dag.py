@@ -1,14 +1,17 @@
-"""Scaffold a team's DAG, its test and (optionally) a trainer preset from the templates here.
+"""Scaffold a team's model: its spec, its DAG, its test and (optionally) its own trainer image.
 
 The DAG is dags/teams/<team>/<name>.py with dag_id `<team>.<name>`: unique across teams by
-construction. Its test is tests/teams/<team>/test_<team>_<name>.py: tests/ has no
-__init__.py files, so pytest imports each test module by its file name, and two teams' tests
-named alike would collide. A new team also gets its CODEOWNERS line.
+construction; it is the platform's training pipeline (ml_platform.training_dag) for the spec
+<name>.model.yaml beside it, whose model is `<team>-<name>` (dashes for underscores: model
+names have none). With --trainer, the spec names a team image, images/<name>-trainer/ beside
+it: a Dockerfile FROM the platform trainer and a module written against trainer.sdk.
+Its test is tests/teams/<team>/test_<team>_<name>.py: tests/ has no __init__.py files, so
+pytest imports each test module by its file name, and two teams' tests named alike would
+collide. A new team also gets its CODEOWNERS lines.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from dataclasses import dataclass
@@ -16,29 +19,29 @@ from datetime import date
 from pathlib import Path
 from string import Template
 
+from ml_contract import SPEC_SUFFIX, SpecError, load_spec
+
 TEMPLATES = Path(__file__).with_name("templates")
 REPO_ROOT = Path(__file__).resolve().parents[3]
 # 30 characters at most: generated lines that name the team and the DAG stay short.
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,29}$")
 CODEOWNERS_ORG = "ml-platform"  # GitHub organization; its team slugs are the folder names
-INLINE_TRAINER_DEFAULTS = """\
-# The trainer's hyperparameters: defaults of the params of the same name (a run can override).
-TRAINER_DEFAULTS = {
-    "learning_rate": 0.001,
-    "batch_size": 128,
-    "epochs": 5,
-    "hidden_sizes": "64,32",
-}
+PLATFORM_SWEEP = """\
+    # The sweep: one train pod per combination; a run can change these params.
+    sweep={"learning_rates": [0.001, 0.003], "epochs": 5},
 """
-PRESET_TRAINER_DEFAULTS = """\
-# The trainer's hyperparameters, reviewed as data: defaults of the params of the same name.
-TRAINER_DEFAULTS = load_trainer_preset(Path(__file__).with_suffix(".trainer.json"))
+TEAM_SWEEP = """\
+    # The sweep over your image's flags: one train pod per combination (--max-depth 2, ...).
+    sweep={"max_depth": [2, 3], "n_estimators": [50]},
+    train_resources=TrainResources(gpus=0, cpu="1", memory="2Gi"),  # trees need no GPU
 """
-PRESET_TEST = """
+TRAINER_TEST = """
 
-def test_the_preset_gives_the_param_defaults(dag: DAG) -> None:
-    preset = json.loads(DAG_FILE.with_suffix(".trainer.json").read_text())
-    assert {name: dag.params[name] for name in preset} == preset
+def test_train_runs_the_teams_own_image(dag: DAG) -> None:
+    image = build_task_pod(dag, "train").spec.containers[0].image
+    team = DAG_ID.split(".")[0]
+    assert image == platform_config().images.team_ref(team, SPEC.trainer.image)
+    assert (DAG_FILE.parent / "images" / SPEC.trainer.image / "Dockerfile").is_file()
 """
 
 
@@ -60,16 +63,33 @@ class Scaffold:
         return f"{self.team}.{self.name}"
 
     @property
+    def model(self) -> str:
+        return f"{self.team}-{self.name}".replace("_", "-")
+
+    @property
+    def image(self) -> str:
+        """The spec's trainer image: the platform's, or the team's own."""
+        return f"{self.name.replace('_', '-')}-trainer" if self.trainer else "trainer"
+
+    @property
+    def module(self) -> str:
+        return f"{self.name}_trainer"
+
+    @property
     def dag_file(self) -> Path:
         return Path("dags", "teams", self.team, f"{self.name}.py")
 
     @property
-    def test_file(self) -> Path:
-        return Path("tests", "teams", self.team, f"test_{self.team}_{self.name}.py")
+    def spec_file(self) -> Path:
+        return self.dag_file.with_name(self.name + SPEC_SUFFIX)
 
     @property
-    def preset_file(self) -> Path:
-        return Path("dags", "teams", self.team, f"{self.name}.trainer.json")
+    def image_dir(self) -> Path:
+        return self.dag_file.parent / "images" / self.image
+
+    @property
+    def test_file(self) -> Path:
+        return Path("tests", "teams", self.team, f"test_{self.team}_{self.name}.py")
 
     @property
     def owners_lines(self) -> list[str]:
@@ -90,12 +110,23 @@ def _check_identifier(kind: str, value: str) -> None:
         )
 
 
+def _model_taken_by(root: Path, model: str) -> Path | None:
+    """The spec already registering `model`, if any (registered models are platform-wide)."""
+    for path in sorted((root / "dags").rglob(f"*{SPEC_SUFFIX}")):
+        try:
+            if load_spec(path).model == model:
+                return path
+        except SpecError:
+            continue  # a broken spec is for check-dags to report
+    return None
+
+
 def plan(root: Path, team: str, name: str, trainer: bool) -> Scaffold:
     """Validate the request; raise ScaffoldError naming what is wrong and what to pass."""
     _check_identifier("TEAM", team)
     _check_identifier("NAME", name)
     scaffold = Scaffold(root, team, name, trainer)
-    wanted = [scaffold.dag_file] + ([scaffold.preset_file] if trainer else [])
+    wanted = [scaffold.dag_file, scaffold.spec_file] + ([scaffold.image_dir] if trainer else [])
     for path in wanted:
         if (root / path).exists():
             raise ScaffoldError(f"{path} already exists: pick another NAME, or edit that file")
@@ -104,6 +135,11 @@ def plan(root: Path, team: str, name: str, trainer: bool) -> Scaffold:
         raise ScaffoldError(
             f"{clash.relative_to(root)} already exists, and pytest needs unique test file "
             "names: pick another NAME"
+        )
+    taken = _model_taken_by(root, scaffold.model)
+    if taken:
+        raise ScaffoldError(
+            f"model {scaffold.model!r} is already {taken.relative_to(root)}'s: pick another NAME"
         )
     return scaffold
 
@@ -118,32 +154,32 @@ def render(scaffold: Scaffold, today: date) -> dict[Path, str]:
         "dag_id": scaffold.dag_id,
         "team": scaffold.team,
         "name": scaffold.name,
+        "model": scaffold.model,
+        "image": scaffold.image,
+        "module": scaffold.module,
         # Early in the year, so that `make run-dag ARGS='--date ...'` can run past days too.
         "start_date": f"{today.year}, 1, 1",
     }
-    if scaffold.trainer:
-        dag_values = {
-            "path_import": "from pathlib import Path\n",
-            "trainer_imports": "load_trainer_preset, train_arguments, train_params",
-            "trainer_defaults": PRESET_TRAINER_DEFAULTS,
-        }
-        test_values = {
-            "json_import": "import json\n",
-            "preset_test": PRESET_TEST,
-        }
-    else:
-        dag_values = {
-            "path_import": "",
-            "trainer_imports": "train_arguments, train_params",
-            "trainer_defaults": INLINE_TRAINER_DEFAULTS,
-        }
-        test_values = {"json_import": "", "preset_test": ""}
+    trainer = scaffold.trainer
+    dag_values = {
+        "factory_imports": "TrainResources, training_dag" if trainer else "training_dag",
+        "sweep": TEAM_SWEEP if trainer else PLATFORM_SWEEP,
+    }
+    test_values = {
+        "train_gpus": "0" if trainer else "1",
+        "combinations": "2",
+        "trainer_test": TRAINER_TEST if trainer else "",
+    }
     files = {
+        scaffold.spec_file: _render("team_spec.model.yaml.tmpl", **values),
         scaffold.dag_file: _render("team_dag.py.tmpl", **values, **dag_values),
         scaffold.test_file: _render("team_dag_test.py.tmpl", **values, **test_values),
     }
-    if scaffold.trainer:
-        files[scaffold.preset_file] = (TEMPLATES / "trainer_preset.json.tmpl").read_text()
+    if trainer:
+        files[scaffold.image_dir / "Dockerfile"] = _render("team_trainer.Dockerfile.tmpl", **values)
+        files[scaffold.image_dir / f"{scaffold.module}.py"] = _render(
+            "team_trainer.py.tmpl", **values
+        )
     return files
 
 
@@ -161,15 +197,14 @@ def add_code_owners(root: Path, scaffold: Scaffold) -> list[str]:
 
 
 def trainer_example_call(scaffold: Scaffold, root: Path, day: date) -> str:
-    """The `trainer train` call the DAG's train step makes, with the preset's values."""
-    preset = json.loads((root / scaffold.preset_file).read_text())
-    data = (root / ".local" / "datasets" / "teams" / scaffold.team / scaffold.name).resolve()
-    flags = " ".join(f"--{key.replace('_', '-')} {value}" for key, value in preset.items())
+    """The team image's train step by hand, as the DAG's train task runs it locally."""
+    data = (root / ".local" / "datasets" / "teams" / scaffold.team / scaffold.model).resolve()
     return (
-        f"MLFLOW_TRACKING_URI=http://127.0.0.1:5000 .venv/bin/trainer "
-        f"--xcom-path .local/{scaffold.name}-train.json train "
+        f"MLFLOW_TRACKING_URI=http://127.0.0.1:5000 PYTHONPATH={scaffold.image_dir} "
+        f".venv/bin/python -m {scaffold.module} --xcom-path .local/{scaffold.name}-train.json "
+        f"train --spec {scaffold.spec_file} "
         f"--data-uri file://{data}/prepared/{day.isoformat()} "
-        f"--experiment {scaffold.dag_id} {flags}"
+        f"--experiment {scaffold.model} --max-depth 2"
     )
 
 
@@ -180,24 +215,30 @@ def scaffold_dag(root: Path, team: str, name: str, trainer: bool, today: date) -
     for path, content in files.items():
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).write_text(content)
-    lines = [f"new-dag: created the DAG {scaffold.dag_id} (owner {team})"]
+    lines = [f"new-dag: created the DAG {scaffold.dag_id} (owner {team}, model {scaffold.model})"]
     notes = {
-        scaffold.dag_file: "the DAG",
+        scaffold.spec_file: "the model spec: data contract, metric, bar, trainer",
+        scaffold.dag_file: "the DAG: the platform pipeline for the spec",
         scaffold.test_file: "its tests",
-        scaffold.preset_file: "the trainer's hyperparameters (defaults of the DAG's params)",
+        scaffold.image_dir / "Dockerfile": "your trainer image, FROM the platform trainer",
+        scaffold.image_dir / f"{scaffold.module}.py": "its train step (trainer.sdk)",
     }
-    lines += [f"  {str(path):48} {notes[path]}" for path in files]
-    lines += [f"  {'.github/CODEOWNERS':48} + {line}" for line in add_code_owners(root, scaffold)]
+    column = max(len(str(path)) for path in files)
+    lines += [f"  {str(path):{column}}  {notes[path]}" for path in files]
+    owners = add_code_owners(root, scaffold)
+    lines += [f"  {'.github/CODEOWNERS':{column}}  + {line}" for line in owners]
     steps = {
         f"make run-dag DAG={scaffold.dag_id}": "run it locally: MLflow, today's data, Airflow",
         "make check-dags": "the checks your pull request must pass",
         f".venv/bin/pytest {scaffold.test_file.parent} -q": "its tests",
     }
+    if trainer:
+        steps["make images"] = "build your image (kind): FROM the trainer image"
     width = max(len(command) for command in steps)
     lines += ["next:"] + [f"  {command:{width}}  {what}" for command, what in steps.items()]
     if trainer:
         lines += [
-            "  the train step by hand, after a run-dag made the prepared data "
+            "  your train step by hand, after a run-dag made the prepared data "
             "(with `make mlflow-ui` serving MLflow):",
             "    " + trainer_example_call(scaffold, root, today),
         ]

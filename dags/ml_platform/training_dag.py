@@ -1,0 +1,317 @@
+"""The platform's training pipeline for one model spec: `training_dag(spec, ...)` builds the DAG.
+
+    wait_for_data >> data_preparation (validate >> preprocess) >> train (one pod per sweep
+    combination) >> select_best >> evaluate (vs the @champion) >> deploy_or_skip
+    >> deploy | skip_deploy >> notify
+
+The spec (ml_contract, `<model>.model.yaml` beside the DAG file) decides the data contract,
+the metric and its direction, the promotion bar and the trainer: the platform's `trainer`
+image with its MLP sweep, or a team image (images/<name>/ beside the spec) swept over the
+hyperparameters the DAG gives. Every container task gets the spec as JSON in ML_MODEL_SPEC.
+The owning team (the spec's folder) decides the owner and where the data lives.
+
+A DAG file assigns the result at top level, `dag: DAG = training_dag(...)`, importing DAG
+from airflow.sdk: the DAG processor only parses files that mention both "airflow" and "dag".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.sdk import DAG, Param, TaskGroup, task
+
+from ml_contract import SPEC_ENV, Metric, ModelSpec, metrics_for
+from ml_platform.container import container_task, mapped_container_task
+from ml_platform.dag_defaults import platform_default_args
+from ml_platform.local.partitions import register_demo_source
+from ml_platform.model_specs import model_dataset_prefix, team_image, team_of
+from ml_platform.sensors import wait_for_partition
+from ml_platform.settings import PlatformConfig, platform_config
+from ml_platform.sweep import (
+    DEFAULT_MAX_COMBINATIONS,
+    build_combinations,
+    build_team_combinations,
+    platform_sweep_params,
+    team_sweep_params,
+    team_trainer_arguments,
+    trainer_arguments,
+)
+
+PLATFORM_TRAINER = "trainer"  # the image of every step but a team's own train step
+
+
+@dataclass(frozen=True)
+class TrainResources:
+    """What one training pod asks for; gpus=0 keeps a team's CPU model off the GPU pools."""
+
+    gpus: int = 1
+    gpu_type: str | None = None
+    cpu: str = "2"
+    memory: str = "4Gi"
+
+
+@dataclass(frozen=True)
+class DataLocation:
+    """Where a model's daily partitions land and where preprocess writes its splits."""
+
+    root: str  # <datasets>, or <datasets>/teams/<team>/<model>
+
+    @property
+    def partition_uri(self) -> str:
+        return self.root + "/daily/{{ ds }}"
+
+    def prepared_uri(self, ds: str) -> str:
+        return f"{self.root}/prepared/{ds}"
+
+
+def data_location(spec: ModelSpec, config: PlatformConfig) -> DataLocation:
+    prefix = model_dataset_prefix(team_of(spec.source), spec.model)
+    return DataLocation(config.datasets_uri + (f"/{prefix}" if prefix else ""))
+
+
+def best_result(results: Sequence[Mapping[str, Any]], metric: Metric) -> Mapping[str, Any]:
+    """The training with the best validation score, in the metric's direction."""
+    key = "val_" + metric.name
+    missing = [r.get("run_id") for r in results if key not in r["metrics"]]
+    if missing:
+        raise ValueError(f"train results without {key}: runs {missing}")
+    return sorted(results, key=lambda r: r["metrics"][key], reverse=metric.higher_is_better)[0]
+
+
+def training_dag(
+    spec: ModelSpec,
+    *,
+    dag_id: str,
+    schedule: str | None,
+    catchup: bool,
+    start_date: datetime,
+    tags: Sequence[str],
+    doc_md: str | None = None,
+    owner: str | None = None,
+    sweep: Mapping[str, Any] | None = None,
+    max_combinations: int = DEFAULT_MAX_COMBINATIONS,
+    max_parallel: int = 4,
+    train_resources: TrainResources = TrainResources(),
+    threshold_param: str = "threshold",
+    execution_timeout: timedelta = timedelta(hours=2),
+    retries: int = 2,
+    local_source: str | None = None,
+    config: PlatformConfig | None = None,
+) -> DAG:
+    """The training pipeline of `spec` (see the module doc), one run per schedule interval.
+
+    schedule and catchup are spelled out by every caller, as for any DAG (MLP104/MLP105).
+    `owner` defaults to the team owning the spec's folder. `sweep` gives the defaults of the
+    sweep params: for the platform trainer some of learning_rates, batch_sizes, hidden_sizes,
+    optimizers, dropouts (lists) and epochs; for a team image one list per hyperparameter,
+    passed as `--<name> <value>` (max_depth -> --max-depth). `threshold_param` names the DAG
+    param holding the promotion bar. `local_source` is the `trainer generate --source` whose
+    data stands in for this model's partitions in the local runtime (`make run-dag`).
+    """
+    config = config or platform_config()
+    team = team_of(spec.source)
+    data = data_location(spec, config)
+    metric_names = list(metrics_for(spec.task))
+    is_platform = spec.trainer.is_platform
+    if is_platform:
+        sweep_params = platform_sweep_params(sweep, max_combinations)
+        image, image_team = PLATFORM_TRAINER, None
+    else:
+        sweep_params = team_sweep_params(sweep, max_combinations)
+        image, image_team = _team_image_of(spec, config)
+    hyperparameter_names = [name for name in sweep_params if name != "max_combinations"]
+    if local_source:
+        register_demo_source(model_dataset_prefix(team, spec.model), local_source)
+    spec_env = {SPEC_ENV: spec.to_json()}
+
+    with DAG(
+        dag_id=dag_id,
+        schedule=schedule,
+        start_date=start_date,
+        catchup=catchup,
+        max_active_runs=1,
+        default_args=platform_default_args(
+            owner=owner or team, execution_timeout=execution_timeout, retries=retries
+        ),
+        tags=list(tags),
+        doc_md=doc_md,
+        params={
+            "model_name": Param(spec.model, type="string", minLength=1),
+            **sweep_params,
+            "metric": Param(spec.metric, enum=metric_names),
+            threshold_param: Param(spec.promotion.threshold, type="number"),
+            "min_improvement": Param(spec.promotion.min_improvement, type="number"),
+        },
+    ) as dag:
+
+        @task
+        def hyperparameters(**context: Any) -> list[list[str]]:
+            """Validate the sweep params and turn every combination into train arguments."""
+            params = context["params"]
+            data_uri = data.prepared_uri(context["ds"])  # XCom values are not templated
+            if is_platform:
+                combos = build_combinations(params)
+                return [trainer_arguments(c, data_uri, params["model_name"]) for c in combos]
+            combos = build_team_combinations(params, hyperparameter_names)
+            return [team_trainer_arguments(c, data_uri, params["model_name"]) for c in combos]
+
+        combinations = hyperparameters()
+
+        wait_for_data = wait_for_partition(
+            "wait_for_data",
+            data.partition_uri,
+            poke_interval=timedelta(minutes=5),
+            timeout=timedelta(hours=6),
+            config=config,
+        )
+
+        prepared = data.prepared_uri("{{ ds }}")  # rendered by Airflow in container arguments
+        with TaskGroup("data_preparation") as data_preparation:
+            validate = container_task(
+                "validate",
+                image=PLATFORM_TRAINER,
+                arguments=["validate", "--input-uri", data.partition_uri],
+                env=spec_env,
+                retries=0,  # bad data stays bad: fail at once, with the validator's message
+                config=config,
+            )
+            preprocess = container_task(
+                "preprocess",
+                image=PLATFORM_TRAINER,
+                arguments=["preprocess", "--input-uri", data.partition_uri]
+                + ["--output-uri", prepared],
+                memory="2Gi",
+                env=spec_env,
+                config=config,
+            )
+            validate >> preprocess
+
+        train = mapped_container_task(
+            "train",
+            image=image,
+            team=image_team,
+            arguments=combinations,
+            gpus=train_resources.gpus,
+            gpu_type=train_resources.gpu_type,
+            cpu=train_resources.cpu,
+            memory=train_resources.memory,
+            max_parallel=max_parallel,
+            env=spec_env,
+            config=config,
+        )
+
+        @task(multiple_outputs=True)
+        def select_best(results: list[dict[str, Any]], **context: Any) -> dict[str, Any]:
+            """The candidate with the best validation score (the test split is for evaluate)."""
+            metric = metrics_for(spec.task)[context["params"]["metric"]]
+            best = dict(best_result(results, metric))
+            where = f"best of {len(results)} runs by val_{metric.name}"
+            print(f"{where}: {best['run_id']} {best['params']}")
+            return best
+
+        best = select_best(train.output)
+
+        evaluate = container_task(
+            "evaluate",
+            image=PLATFORM_TRAINER,
+            arguments=[
+                "evaluate",
+                "--model-uri",
+                best["model_uri"],
+                "--run-id",
+                best["run_id"],
+                "--data-uri",
+                prepared,
+                "--model-name",
+                "{{ params.model_name }}",
+                "--metric",
+                "{{ params.metric }}",
+                "--threshold",
+                "{{ params." + threshold_param + " }}",
+                "--min-improvement",
+                "{{ params.min_improvement }}",
+            ],
+            env=spec_env,
+            config=config,
+        )
+
+        @task.branch
+        def deploy_or_skip(evaluation: dict[str, Any]) -> str:
+            print(evaluation["reason"])
+            return "deploy" if evaluation["should_deploy"] else "skip_deploy"
+
+        deploy = container_task(
+            "deploy",
+            image="deployer",
+            service_account="deployer",
+            arguments=[
+                "deploy",
+                "--run-id",
+                best["run_id"],
+                "--model-name",
+                "{{ params.model_name }}",
+            ],
+            env={**spec_env, **_deployer_env(config)},
+            retries=0,  # a failed rollout has already rolled itself back
+            config=config,
+        )
+
+        @task
+        def skip_deploy() -> str:
+            return "the candidate did not beat the champion: nothing deployed"
+
+        @task(trigger_rule="none_failed_min_one_success")
+        def notify(**context: Any) -> dict[str, Any]:
+            """Report the run: best params and metrics, the decision, what serves now."""
+            ti = context["ti"]
+            best_run = ti.xcom_pull(task_ids="select_best")
+            evaluation = ti.xcom_pull(task_ids="evaluate")
+            deployed = ti.xcom_pull(task_ids="deploy")
+            summary = {
+                "model_name": context["params"]["model_name"],
+                "best_run_id": best_run["run_id"],
+                "best_params": best_run["params"],
+                "best_metrics": best_run["metrics"],
+                "should_deploy": evaluation["should_deploy"],
+                "reason": evaluation["reason"],
+                "champion_before": evaluation["champion"],
+                "deployed": deployed,
+            }
+            print("pipeline summary:", summary)
+            return summary
+
+        combinations >> wait_for_data >> data_preparation >> train
+        branch = deploy_or_skip(evaluate.output)
+        evaluate >> branch >> [deploy, skip_deploy()] >> notify()
+    return dag
+
+
+def _team_image_of(spec: ModelSpec, config: PlatformConfig) -> tuple[str, str]:
+    """(image, team) of the spec's own trainer image; its folder must hold a Dockerfile."""
+    image = team_image(spec.source, spec.trainer.image)
+    if image.name in config.images.names:
+        raise ValueError(
+            f"{spec.source}: trainer.image {image.name!r} is a platform image's name: "
+            "name the team's image otherwise"
+        )
+    if not image.dockerfile.is_file():
+        raise ValueError(
+            f"{spec.source}: trainer.image {image.name!r} has no images/{image.name}/Dockerfile "
+            "beside the spec (make new-dag TRAINER=1 scaffolds one)"
+        )
+    return image.name, image.team
+
+
+def _deployer_env(config: PlatformConfig) -> dict[str, str]:
+    env = {
+        "DEPLOYER_NAMESPACE": config.namespaces["serving"],
+        "DEPLOYER_IMAGE": config.images.ref("deployer"),
+        "DEPLOYER_SERVICE_ACCOUNT": config.service_accounts["serving"],
+    }
+    # The model server loads the model from MLflow, which has auth on in clusters.
+    if config.mlflow_credentials_secret:
+        env["DEPLOYER_ENV_SECRET"] = config.mlflow_credentials_secret
+    return env
