@@ -13,6 +13,12 @@
     metric: f1                      # the metric that decides
     promotion: {threshold: 0.8, min_improvement: 0.01}
     trainer: {image: trainer}       # the platform trainer, or a team image (images/<name>/)
+    validation: {min_rows: 100}     # optional: how far a day may stray from the reference
+
+`promotion` may also say `golden_tolerance` (how far a candidate may fall below the champion
+on the champion's golden set), `breaking_change` and `drift_threshold` (PSI); `validation`
+says `min_rows`, `range_tolerance`, `max_outside_share` and `null_rate_tolerance`. All have
+defaults (see Promotion and Validation).
 
 Every problem is a SpecError of one line, `<file>:<line>: <key>: <what is wrong>`, so a
 reviewer (and `make check-dags`) can jump to it. The same checks run on the JSON form the
@@ -46,7 +52,24 @@ MAX_SPEC_BYTES = 1 << 20  # a spec of a thousand columns is ~100 KiB; more is a 
 MAX_DEPTH = 12  # a spec nests 5 levels (dataset.columns.<name>.categories[i])
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")  # registered model and image names
 _COLUMN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-_TOP_KEYS = ("model", "description", "task", "dataset", "metric", "promotion", "trainer")
+_TOP_KEYS = (
+    "model",
+    "description",
+    "task",
+    "dataset",
+    "metric",
+    "promotion",
+    "trainer",
+    "validation",
+)
+_PROMOTION_KEYS = (
+    "threshold",
+    "min_improvement",
+    "golden_tolerance",
+    "breaking_change",
+    "drift_threshold",
+)
+_VALIDATION_KEYS = ("min_rows", "range_tolerance", "max_outside_share", "null_rate_tolerance")
 _COLUMN_KEYS = ("dtype", "nullable", "min", "max", "categories", "description")
 _INT64 = (-(2**63), 2**63 - 1)
 
@@ -128,6 +151,38 @@ class Column:
 class Promotion:
     threshold: float  # the bar: at least (or at most, for error metrics) this on the test split
     min_improvement: float = 0.0  # over the champion, in the metric's better direction
+    # How far a candidate may fall below the champion on the champion's golden set.
+    golden_tolerance: float = 0.02
+    breaking_change: bool = False  # the change is meant to break with the champion
+    drift_threshold: float = 0.25  # PSI above which a feature has drifted
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "threshold": self.threshold,
+            "min_improvement": self.min_improvement,
+            "golden_tolerance": self.golden_tolerance,
+            "breaking_change": self.breaking_change,
+            "drift_threshold": self.drift_threshold,
+        }
+
+
+@dataclass(frozen=True)
+class Validation:
+    """How far a day's data may stray from the reference (the champion's training split)."""
+
+    min_rows: int = 100  # fewer rows than this is refused, reference or not
+    # A value is far outside the reference when beyond [min - tol*span, max + tol*span].
+    range_tolerance: float = 0.5
+    max_outside_share: float = 0.01  # the share of far-outside values a column may have
+    null_rate_tolerance: float = 0.1  # the increase of a column's null rate allowed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "min_rows": self.min_rows,
+            "range_tolerance": self.range_tolerance,
+            "max_outside_share": self.max_outside_share,
+            "null_rate_tolerance": self.null_rate_tolerance,
+        }
 
 
 @dataclass(frozen=True)
@@ -150,6 +205,7 @@ class ModelSpec:
     promotion: Promotion
     trainer: TrainerRef = field(default_factory=TrainerRef)
     description: str = ""
+    validation: Validation = field(default_factory=Validation)
     # Where it came from, for messages: not part of the spec, so a spec read back from its
     # JSON form equals the one read from the file.
     source: str = field(default="", compare=False)
@@ -205,11 +261,9 @@ class ModelSpec:
                 "columns": {c.name: c.to_dict() for c in self.columns},
             },
             "metric": self.metric,
-            "promotion": {
-                "threshold": self.promotion.threshold,
-                "min_improvement": self.promotion.min_improvement,
-            },
+            "promotion": self.promotion.to_dict(),
             "trainer": {"image": self.trainer.image},
+            "validation": self.validation.to_dict(),
         }
 
     def to_json(self) -> str:
@@ -658,7 +712,7 @@ def _check(document: Any, src: _Lines) -> ModelSpec:
     known = metrics_for(task)
     metric = _choice(_required(doc, "metric", "", src), "metric", src, f"a {task} metric", known)
     promotion_doc = _mapping(
-        _required(doc, "promotion", "", src), "promotion", src, ("threshold", "min_improvement")
+        _required(doc, "promotion", "", src), "promotion", src, _PROMOTION_KEYS
     )
     threshold = _number(
         _required(promotion_doc, "threshold", "promotion", src), "promotion.threshold", src
@@ -679,6 +733,20 @@ def _check(document: Any, src: _Lines) -> ModelSpec:
             "promotion.min_improvement",
             f"{improvement:g} can never be met: {metric} spans [{low:g}, {high:g}]",
         )
+    golden_tolerance = _bounded(promotion_doc, "golden_tolerance", "promotion", src, 0.02, 0)
+    breaking_change = _optional(promotion_doc, "breaking_change", False)
+    if not isinstance(breaking_change, bool):
+        raise src.error(
+            "promotion.breaking_change", f"expected true or false, got {_kind(breaking_change)}"
+        )
+    drift_threshold = _number(
+        _optional(promotion_doc, "drift_threshold", 0.25), "promotion.drift_threshold", src
+    )
+    if drift_threshold <= 0:
+        raise src.error(
+            "promotion.drift_threshold", f"a PSI threshold is above 0, got {drift_threshold:g}"
+        )
+    validation = _validation(_optional(doc, "validation", {}), src)
 
     trainer_doc = _mapping(_optional(doc, "trainer", {}), "trainer", src, ("image",))
     image = _string(_optional(trainer_doc, "image", PLATFORM_TRAINER), "trainer.image", src, _NAME)
@@ -692,9 +760,52 @@ def _check(document: Any, src: _Lines) -> ModelSpec:
         label=label,
         columns=columns,
         metric=metric,
-        promotion=Promotion(threshold, improvement),
+        promotion=Promotion(
+            threshold, improvement, golden_tolerance, breaking_change, drift_threshold
+        ),
         trainer=TrainerRef(image),
         description=description,
+        validation=validation,
         source=src.source,
         lines=dict(src.lines),
+    )
+
+
+def _bounded(
+    doc: dict[str, Any],
+    key: str,
+    parent: str,
+    src: _Lines,
+    default: float,
+    low: float,
+    high: float | None = None,
+) -> float:
+    """An optional finite number in [low, high] (no upper bound when high is None)."""
+    path = f"{parent}.{key}"
+    value = _number(_optional(doc, key, default), path, src)
+    if value < low:
+        raise src.error(path, f"must be at least {low:g}, got {value:g}")
+    if high is not None and value > high:
+        raise src.error(path, f"must be at most {high:g}, got {value:g}")
+    return value
+
+
+def _validation(raw: Any, src: _Lines) -> Validation:
+    doc = _mapping(raw, "validation", src, _VALIDATION_KEYS)
+    min_rows = _optional(doc, "min_rows", Validation.min_rows)
+    if isinstance(min_rows, bool) or not isinstance(min_rows, int):
+        raise src.error("validation.min_rows", f"expected a whole number, got {_kind(min_rows)}")
+    if min_rows < 1:
+        raise src.error("validation.min_rows", f"must be at least 1, got {min_rows}")
+    return Validation(
+        min_rows=min_rows,
+        range_tolerance=_bounded(
+            doc, "range_tolerance", "validation", src, Validation.range_tolerance, 0
+        ),
+        max_outside_share=_bounded(
+            doc, "max_outside_share", "validation", src, Validation.max_outside_share, 0, 1
+        ),
+        null_rate_tolerance=_bounded(
+            doc, "null_rate_tolerance", "validation", src, Validation.null_rate_tolerance, 0, 1
+        ),
     )

@@ -23,6 +23,7 @@ TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 GPU_RESOURCE = "nvidia.com/gpu"
 # A team's own image (dags/teams/<team>/images/<name>/) is pushed as <registry>/team-<team>-<name>.
 TEAM_IMAGE_PREFIX = "team-"
+DEFAULT_MAX_SWEEP_COMBINATIONS = 16  # a document without limits (the platform.kind.json value)
 # One path component of an image repository, as registries accept it.
 _REPOSITORY_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 
@@ -95,6 +96,8 @@ class PlatformConfig:
     pools: tuple[Pool, ...]
     # Secret with MLFLOW_TRACKING_USERNAME/PASSWORD for a server with auth on (cluster only).
     mlflow_credentials_secret: str | None = None
+    # limits.max_sweep_combinations: the most combinations one run's sweep may have.
+    max_sweep_combinations: int = DEFAULT_MAX_SWEEP_COMBINATIONS
 
     @property
     def datasets_uri(self) -> str:
@@ -142,6 +145,16 @@ def _parse_pool(raw: dict[str, Any], index: int) -> Pool:
     )
 
 
+def _max_sweep_combinations(doc: dict[str, Any]) -> int:
+    limits = doc.get("limits") or {}
+    value = limits.get("max_sweep_combinations", DEFAULT_MAX_SWEEP_COMBINATIONS)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PlatformConfigError(
+            f"{CONFIG_ENV}: limits.max_sweep_combinations must be an integer >= 1, got {value!r}"
+        )
+    return value
+
+
 def parse_config(doc: dict[str, Any]) -> PlatformConfig:
     """Turn the JSON document into typed config; a bad key raises with its name."""
     images = _require(doc, "images", "")
@@ -163,6 +176,7 @@ def parse_config(doc: dict[str, Any]) -> PlatformConfig:
         storage=dict(_require(doc, "storage", "")),
         pools=pools,
         mlflow_credentials_secret=mlflow.get("credentials_secret"),
+        max_sweep_combinations=_max_sweep_combinations(doc),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -60,23 +61,29 @@ AXES: dict[str, tuple[str, Callable[[str, Any], list]]] = {
 }
 
 
-def build_combinations(params: Mapping[str, Any]) -> list[dict[str, Any]]:
+def check_grid_size(sizes: Mapping[str, int], limit: int) -> None:
+    """The grid's size from its axes' lengths, checked before any combination is built."""
+    total = math.prod(sizes.values())
+    if total > limit:
+        shape = " x ".join(f"{n} {name}" for name, n in sizes.items())
+        raise SweepParamError(
+            f"sweep: the grid has {total} combinations ({shape}), over the platform's limit "
+            f"{limit} (limits.max_sweep_combinations): shorten a list"
+        )
+
+
+def build_combinations(params: Mapping[str, Any], limit: int) -> list[dict[str, Any]]:
     """Every combination of the sweep axes, after checking each param and the grid's size."""
     validated = {name: validate(name, params[name]) for name, (_, validate) in AXES.items()}
     epochs = params["epochs"]
     if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs <= 1000:
         raise SweepParamError(f"param epochs: {epochs!r} is not an integer in [1, 1000]")
-    limit = params["max_combinations"]
+    check_grid_size({name: len(values) for name, values in validated.items()}, limit)
     names = list(validated)
-    combos = [
+    return [
         {**dict(zip(names, values, strict=True)), "epochs": epochs}
         for values in itertools.product(*validated.values())
     ]
-    if len(combos) > limit:
-        raise SweepParamError(
-            f"param max_combinations: the grid has {len(combos)} combinations, over the cap {limit}"
-        )
-    return combos
 
 
 def trainer_arguments(combo: Mapping[str, Any], data_uri: str, experiment: str) -> list[str]:
@@ -105,7 +112,6 @@ _ITEM_TYPES = {
     "optimizers": "string",
     "dropouts": "number",
 }
-DEFAULT_MAX_COMBINATIONS = 16
 # Flags every `train` call already gets, and the pipeline's other params: not sweepable.
 RESERVED = frozenset(
     {"data_uri", "experiment", "spec", "model_name", "xcom_path", "metric", "max_combinations"}
@@ -114,9 +120,7 @@ RESERVED = frozenset(
 _HYPERPARAMETER = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 
-def platform_sweep_params(
-    overrides: Mapping[str, Any] | None = None, max_combinations: int = DEFAULT_MAX_COMBINATIONS
-) -> dict[str, Param]:
+def platform_sweep_params(overrides: Mapping[str, Any] | None, limit: int) -> dict[str, Param]:
     """The platform trainer's sweep params, defaults changed by `overrides`, checked now.
 
     A bad default fails the parse with the param's name, as a bad run param fails the run.
@@ -127,18 +131,13 @@ def platform_sweep_params(
             f"param {unknown[0]}: not a sweep param of the platform trainer "
             f"(known: {', '.join(PLATFORM_SWEEP_DEFAULTS)})"
         )
-    defaults = {
-        **PLATFORM_SWEEP_DEFAULTS,
-        **(overrides or {}),
-        "max_combinations": max_combinations,
-    }
-    build_combinations(defaults)
+    defaults = {**PLATFORM_SWEEP_DEFAULTS, **(overrides or {})}
+    build_combinations(defaults, limit)
     params = {
         name: Param(defaults[name], type="array", items={"type": item})
         for name, item in _ITEM_TYPES.items()
     }
     params["epochs"] = Param(defaults["epochs"], type="integer", minimum=1)
-    params["max_combinations"] = Param(max_combinations, type="integer", minimum=1)
     return params
 
 
@@ -159,9 +158,7 @@ def _item_type(name: str, values: Any) -> str:
     return kinds.pop()
 
 
-def team_sweep_params(
-    sweep: Mapping[str, Any] | None, max_combinations: int = DEFAULT_MAX_COMBINATIONS
-) -> dict[str, Param]:
+def team_sweep_params(sweep: Mapping[str, Any] | None, limit: int) -> dict[str, Param]:
     """A team image's sweep: one list param per hyperparameter (`max_depth` -> --max-depth)."""
     params: dict[str, Param] = {}
     for name, values in (sweep or {}).items():
@@ -173,25 +170,21 @@ def team_sweep_params(
         params[name] = Param(
             list(values), type="array", minItems=1, items={"type": _item_type(name, values)}
         )
-    params["max_combinations"] = Param(max_combinations, type="integer", minimum=1)
-    build_team_combinations({k: p.value for k, p in params.items()}, list(sweep or {}))
+    build_team_combinations({k: p.value for k, p in params.items()}, list(sweep or {}), limit)
     return params
 
 
-def build_team_combinations(params: Mapping[str, Any], names: list[str]) -> list[dict[str, Any]]:
-    """Every combination of a team image's hyperparameter lists, after checking the cap."""
+def build_team_combinations(
+    params: Mapping[str, Any], names: list[str], limit: int
+) -> list[dict[str, Any]]:
+    """Every combination of a team image's hyperparameter lists, after checking the grid's size."""
     for name in names:
         _item_type(name, params[name])
-    combos = [
+    check_grid_size({name: len(params[name]) for name in names}, limit)
+    return [
         dict(zip(names, values, strict=True))
         for values in itertools.product(*(params[name] for name in names))
     ]
-    limit = params["max_combinations"]
-    if len(combos) > limit:
-        raise SweepParamError(
-            f"param max_combinations: the grid has {len(combos)} combinations, over the cap {limit}"
-        )
-    return combos
 
 
 def team_trainer_arguments(combo: Mapping[str, Any], data_uri: str, experiment: str) -> list[str]:

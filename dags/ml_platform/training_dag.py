@@ -31,7 +31,7 @@ from ml_platform.model_specs import model_dataset_prefix, team_image, team_of
 from ml_platform.sensors import wait_for_partition
 from ml_platform.settings import PlatformConfig, platform_config
 from ml_platform.sweep import (
-    DEFAULT_MAX_COMBINATIONS,
+    SweepParamError,
     build_combinations,
     build_team_combinations,
     platform_sweep_params,
@@ -92,7 +92,6 @@ def training_dag(
     doc_md: str | None = None,
     owner: str | None = None,
     sweep: Mapping[str, Any] | None = None,
-    max_combinations: int = DEFAULT_MAX_COMBINATIONS,
     max_parallel: int = 4,
     train_resources: TrainResources = TrainResources(),
     threshold_param: str = "threshold",
@@ -117,12 +116,13 @@ def training_dag(
     metric_names = list(metrics_for(spec.task))
     is_platform = spec.trainer.is_platform
     if is_platform:
-        sweep_params = platform_sweep_params(sweep, max_combinations)
+        sweep_params = platform_sweep_params(sweep, config.max_sweep_combinations)
         image, image_team = PLATFORM_TRAINER, None
     else:
-        sweep_params = team_sweep_params(sweep, max_combinations)
+        sweep_params = team_sweep_params(sweep, config.max_sweep_combinations)
         image, image_team = _team_image_of(spec, config)
-    hyperparameter_names = [name for name in sweep_params if name != "max_combinations"]
+    hyperparameter_names = list(sweep_params)  # a team image's: one list param each
+    max_sweep = config.max_sweep_combinations  # the platform's limit: no run param raises it
     if local_source:
         register_demo_source(model_dataset_prefix(team, spec.model), local_source)
     spec_env = {SPEC_ENV: spec.to_json()}
@@ -149,13 +149,21 @@ def training_dag(
 
         @task
         def hyperparameters(**context: Any) -> list[list[str]]:
-            """Validate the sweep params and turn every combination into train arguments."""
+            """Validate the sweep params and turn every combination into train arguments.
+
+            A bad param stays bad on a retry: AirflowFailException fails the run at once.
+            """
+            from airflow.sdk.exceptions import AirflowFailException
+
             params = context["params"]
             data_uri = data.prepared_uri(context["ds"])  # XCom values are not templated
-            if is_platform:
-                combos = build_combinations(params)
-                return [trainer_arguments(c, data_uri, params["model_name"]) for c in combos]
-            combos = build_team_combinations(params, hyperparameter_names)
+            try:
+                if is_platform:
+                    combos = build_combinations(params, max_sweep)
+                    return [trainer_arguments(c, data_uri, params["model_name"]) for c in combos]
+                combos = build_team_combinations(params, hyperparameter_names, max_sweep)
+            except SweepParamError as error:
+                raise AirflowFailException(str(error)) from error
             return [team_trainer_arguments(c, data_uri, params["model_name"]) for c in combos]
 
         combinations = hyperparameters()
@@ -173,7 +181,9 @@ def training_dag(
             validate = container_task(
                 "validate",
                 image=PLATFORM_TRAINER,
-                arguments=["validate", "--input-uri", data.partition_uri],
+                # --model-name: check the day against the champion's reference profile too.
+                arguments=["validate", "--input-uri", data.partition_uri]
+                + ["--model-name", "{{ params.model_name }}"],
                 env=spec_env,
                 retries=0,  # bad data stays bad: fail at once, with the validator's message
                 config=config,
@@ -182,9 +192,10 @@ def training_dag(
                 "preprocess",
                 image=PLATFORM_TRAINER,
                 arguments=["preprocess", "--input-uri", data.partition_uri]
-                + ["--output-uri", prepared],
+                + ["--model-name", "{{ params.model_name }}", "--output-uri", prepared],
                 memory="2Gi",
                 env=spec_env,
+                retries=0,  # the trainer exits 1 on bad data or spec: a retry fails the same way
                 config=config,
             )
             validate >> preprocess

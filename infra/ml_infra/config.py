@@ -170,6 +170,8 @@ class StackConfig:
     aws: AwsCluster | None = None
     gcp: GcpCluster | None = None
     kind: KindCluster | None = None
+    # The most combinations one training run's sweep may have (ML_PLATFORM_CONFIG limits).
+    max_sweep_combinations: int = 16
 
     @property
     def gpu_pools(self) -> tuple[Pool, ...]:
@@ -598,6 +600,7 @@ def parse_stack_config(
             f"{training.key('gpu_quota')}: {gpu_quota} is below the {largest} GPU(s) of the "
             "largest GPU node, so a pod using a whole node could never start"
         )
+    max_sweep = training.int("max_sweep_combinations", minimum=1, default=16)
     training.done()
     config = StackConfig(
         environment=environment,
@@ -614,6 +617,7 @@ def parse_stack_config(
         aws=_aws(root) if cloud == "aws" else None,
         gcp=_gcp(root, provider_settings.get(GCP_PROJECT_KEY)) if cloud == "gcp" else None,
         kind=_kind(root) if cloud == "kind" else None,
+        max_sweep_combinations=max_sweep,
     )
     root.done()
     return config

@@ -51,4 +51,5 @@ def platform_document(config: StackConfig) -> dict[str, Any]:
         },
         "storage": storage,
         "pools": [_pool(pool) for pool in config.pools],
+        "limits": {"max_sweep_combinations": config.max_sweep_combinations},
     }

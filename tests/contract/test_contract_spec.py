@@ -15,6 +15,7 @@ from ml_contract import (
     Column,
     ModelSpec,
     SpecError,
+    Validation,
     load_spec,
     spec_from_dict,
     spec_from_json,
@@ -191,6 +192,47 @@ BAD: dict[str, tuple[str | bytes, str, str]] = {
         "promotion.min_improvement",
         "2 can never be met: f1 spans [0, 1]",
     ),
+    "negative golden_tolerance": (
+        _edit("min_improvement: 0.01", "min_improvement: 0.01\n  golden_tolerance: -1  #!"),
+        "promotion.golden_tolerance",
+        "must be at least 0, got -1",
+    ),
+    "breaking_change as a string": (
+        _edit("min_improvement: 0.01", "min_improvement: 0.01\n  breaking_change: 'no'  #!"),
+        "promotion.breaking_change",
+        "expected true or false, got str 'no'",
+    ),
+    "drift_threshold of zero": (
+        _edit("min_improvement: 0.01", "min_improvement: 0.01\n  drift_threshold: 0  #!"),
+        "promotion.drift_threshold",
+        "a PSI threshold is above 0, got 0",
+    ),
+    "min_rows of zero": (GOOD + "validation:\n  min_rows: 0  #!\n", "validation.min_rows", "0"),
+    "min_rows not whole": (
+        GOOD + "validation:\n  min_rows: 1.5  #!\n",
+        "validation.min_rows",
+        "expected a whole number, got float 1.5",
+    ),
+    "max_outside_share over 1": (
+        GOOD + "validation:\n  max_outside_share: 2  #!\n",
+        "validation.max_outside_share",
+        "must be at most 1, got 2",
+    ),
+    "negative range_tolerance": (
+        GOOD + "validation:\n  range_tolerance: -0.1  #!\n",
+        "validation.range_tolerance",
+        "must be at least 0, got -0.1",
+    ),
+    "null_rate_tolerance nan": (
+        GOOD + "validation:\n  null_rate_tolerance: .nan  #!\n",
+        "validation.null_rate_tolerance",
+        "expected a finite number, got float nan",
+    ),
+    "unknown validation key": (
+        GOOD + "validation:\n  max_rows: 5  #!\n",
+        "validation.max_rows",
+        "unknown key (allowed: min_rows, range_tolerance",
+    ),
     "model name with capitals": (
         _edit("model: wine-classifier", "model: Wine  #!"),
         "model",
@@ -360,3 +402,31 @@ def test_the_json_form_meets_the_same_checks() -> None:
 def test_a_missing_file_is_a_spec_error(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"nothing\.model\.yaml: cannot read"):
         load_spec(tmp_path / f"nothing{SPEC_SUFFIX}")
+
+
+def test_validation_and_promotion_keys_default_and_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / f"wine{SPEC_SUFFIX}"
+    path.write_text(GOOD)
+    spec = load_spec(path)
+    assert spec.validation == Validation(100, 0.5, 0.01, 0.1)
+    assert (
+        spec.promotion.golden_tolerance,
+        spec.promotion.breaking_change,
+        spec.promotion.drift_threshold,
+    ) == (0.02, False, 0.25)
+    path.write_text(
+        _edit(
+            "min_improvement: 0.01",
+            "min_improvement: 0.01\n  golden_tolerance: 0.05\n  breaking_change: true\n"
+            "  drift_threshold: 0.4",
+        )
+        + "validation: {min_rows: 10, range_tolerance: 1, max_outside_share: 0.2,"
+        " null_rate_tolerance: 0}\n"
+    )
+    spec = load_spec(path)
+    assert spec.validation == Validation(10, 1.0, 0.2, 0.0)
+    assert spec.promotion.golden_tolerance == 0.05 and spec.promotion.breaking_change
+    assert spec.promotion.drift_threshold == 0.4
+    assert spec.line_of("validation.min_rows") == 31
+    assert spec.to_dict()["validation"]["min_rows"] == 10
+    assert spec_from_json(spec.to_json()) == spec

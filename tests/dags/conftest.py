@@ -51,7 +51,7 @@ def container_tasks() -> list[tuple[str, str]]:
 def _sweep_arguments(dag: DAG) -> list[str]:
     """What the pipeline's `hyperparameters` task returns first for the DAG's default params."""
     params = {name: dag.params[name] for name in dag.params}
-    combo = build_combinations(params)[0]
+    combo = build_combinations(params, platform_config().max_sweep_combinations)[0]
     return trainer_arguments(combo, "s3://bucket/prepared/2026-01-01", params["model_name"])
 
 

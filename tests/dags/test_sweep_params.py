@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from airflow.sdk import DAG
 
+from ml_platform.settings import (
+    DEFAULT_CONFIG_FILE,
+    PlatformConfigError,
+    parse_config,
+    platform_config,
+)
 from ml_platform.sweep import SweepParamError, build_combinations, trainer_arguments
+
+LIMIT = platform_config().max_sweep_combinations  # the platform document's limits
 
 
 @pytest.fixture
@@ -17,14 +26,14 @@ def defaults(pipeline_dag: DAG) -> dict[str, Any]:
 
 
 def test_defaults_give_one_training_per_learning_rate(defaults: dict[str, Any]):
-    combos = build_combinations(defaults)
+    combos = build_combinations(defaults, LIMIT)
     assert len(combos) == len(defaults["learning_rates"]) == 2
     assert [combo["learning_rates"] for combo in combos] == [0.001, 0.003]
     assert all(combo["epochs"] == defaults["epochs"] for combo in combos)
 
 
 def test_trainer_arguments_of_the_first_default_combination(defaults: dict[str, Any]):
-    combo = build_combinations(defaults)[0]
+    combo = build_combinations(defaults, LIMIT)[0]
     args = trainer_arguments(combo, "s3://ml-datasets/prepared/2026-01-01", "churn-classifier")
     assert args == [
         "train",
@@ -54,14 +63,14 @@ def test_grid_is_the_cartesian_product(defaults: dict[str, Any]):
         "batch_sizes": [64, 256],
         "optimizers": ["adam", "sgd"],
     }
-    combos = build_combinations(params)
+    combos = build_combinations(params, LIMIT)
     assert len(combos) == 12
     assert len({tuple(sorted(c.items())) for c in combos}) == 12
 
 
 def test_boundaries_are_accepted(defaults: dict[str, Any]):
     params = {**defaults, "learning_rates": [1], "dropouts": [0.0], "hidden_sizes": [" 64, 32 "]}
-    (combo,) = build_combinations(params)
+    (combo,) = build_combinations(params, LIMIT)
     assert combo["dropouts"] == 0.0
     assert combo["hidden_sizes"] == "64,32"
 
@@ -88,17 +97,34 @@ BAD = {
 @pytest.mark.parametrize(("name", "value"), BAD.values(), ids=BAD.keys())
 def test_bad_param_is_named_first(name: str, value: Any, defaults: dict[str, Any]):
     with pytest.raises(SweepParamError) as raised:
-        build_combinations({**defaults, name: value})
+        build_combinations({**defaults, name: value}, LIMIT)
     assert str(raised.value).startswith(f"param {name}: ")
 
 
-def test_grid_over_the_cap(defaults: dict[str, Any]):
+def test_grid_over_the_platform_limit_fails_before_building_it(defaults: dict[str, Any]):
     params = {
         **defaults,
         "learning_rates": [0.001, 0.003, 0.01, 0.03, 0.1],
         "batch_sizes": [32, 64, 128, 256],
     }
-    assert params["max_combinations"] < 5 * 4
+    assert "max_combinations" not in defaults  # no run param can raise the limit
+    assert LIMIT == 16 < 5 * 4
     with pytest.raises(SweepParamError) as raised:
-        build_combinations(params)
-    assert str(raised.value).startswith("param max_combinations: the grid has 20 combinations")
+        build_combinations(params, LIMIT)
+    assert str(raised.value).startswith("sweep: the grid has 20 combinations (5 learning_rates")
+    assert "limit 16 (limits.max_sweep_combinations)" in str(raised.value)
+    # Sized from the lists' lengths: a grid of 10^12 fails at once, not after building it.
+    huge = {**defaults, "batch_sizes": list(range(1, 1001))}
+    huge["learning_rates"] = [i / 2000 for i in range(1, 1001)]
+    huge["dropouts"] = [i / 2000 for i in range(1, 1001)]
+    huge["hidden_sizes"] = [str(i) for i in range(1, 1001)]
+    with pytest.raises(SweepParamError, match="the grid has 1000000000000 combinations"):
+        build_combinations(huge, LIMIT)
+
+
+def test_the_limit_is_read_from_the_platform_document():
+    doc = json.loads(DEFAULT_CONFIG_FILE.read_text())
+    config = parse_config({**doc, "limits": {"max_sweep_combinations": 4}})
+    assert config.max_sweep_combinations == 4
+    with pytest.raises(PlatformConfigError, match="limits.max_sweep_combinations must be"):
+        parse_config({**doc, "limits": {"max_sweep_combinations": 0}})

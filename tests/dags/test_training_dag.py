@@ -16,6 +16,7 @@ import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk import DAG
 from airflow.sdk.definitions.mappedoperator import MappedOperator
+from airflow.sdk.exceptions import AirflowFailException
 from kubernetes.client import models as k8s
 
 from ml_contract import SPEC_ENV, load_spec, metrics_for
@@ -130,9 +131,20 @@ def test_a_teams_data_lives_under_its_own_prefix(dagbag: DagBag, platform: Platf
     dag = _dag(dagbag, "examples.diabetes_regression")
     assert dag.get_task("wait_for_data").bucket_key == root + "/daily/{{ ds }}/*.parquet"
     validate = _args(dag, "data_preparation.validate")
-    assert validate == ["validate", "--input-uri", root + "/daily/{{ ds }}"]
+    assert validate == [
+        "validate",
+        "--input-uri",
+        root + "/daily/{{ ds }}",
+        "--model-name",
+        "{{ params.model_name }}",
+    ]
     preprocess = _args(dag, "data_preparation.preprocess")
-    assert preprocess[-2:] == ["--output-uri", root + "/prepared/{{ ds }}"]
+    assert preprocess[-4:] == [
+        "--model-name",
+        "{{ params.model_name }}",
+        "--output-uri",
+        root + "/prepared/{{ ds }}",
+    ]
     evaluate = _args(dag, "evaluate")
     assert evaluate[evaluate.index("--data-uri") + 1] == root + "/prepared/{{ ds }}"
 
@@ -172,10 +184,20 @@ def test_a_team_image_is_swept_over_the_dags_hyperparameters(dagbag: DagBag) -> 
     assert rendered[0][:5] == ["train", "--data-uri", rendered[0][2], "--experiment"] + [
         "wine-cultivar"
     ]
-    with pytest.raises(SweepParamError, match="param max_combinations: the grid has 4"):
-        hyperparameters(
-            params={**params, "n_estimators": [50, 100], "max_combinations": 3}, ds="2026-11-03"
-        )
+    assert "max_combinations" not in params  # the platform's limit, not a run's
+    # Over the platform's limit (16): the run fails at once, no retry (AirflowFailException).
+    with pytest.raises(AirflowFailException, match="the grid has 18 combinations") as raised:
+        hyperparameters(params={**params, "n_estimators": list(range(10, 100, 10))}, ds="x")
+    assert isinstance(raised.value.__cause__, SweepParamError)
+
+
+def test_a_bad_sweep_param_fails_the_run_without_retries(dagbag: DagBag) -> None:
+    dag = _dag(dagbag, "ml_training_pipeline")
+    task = dag.get_task("hyperparameters")
+    assert task.retries == 2  # the platform default: a param error must not use them
+    params = {**dag.params.validate(), "optimizers": ["rmsprop"]}
+    with pytest.raises(AirflowFailException, match="^param optimizers: 'rmsprop' is not one of"):
+        task.python_callable(params=params, ds="2026-11-03")
 
 
 def test_the_team_image_runs_from_the_platform_registry(

@@ -69,7 +69,6 @@ SWEEP = {
     "optimizers": ["adam"],
     "dropouts": [0.1],
     "epochs": 5,
-    "max_combinations": 4,
     "metric": "roc_auc",
     "min_metric": 0.55,
     "min_improvement": 0.005,

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 from kubernetes.client import models as k8s
-from pulumi_harness import STACKS, declared, unwrap
+from pulumi_harness import STACKS, declared, stack_values, unwrap
 
 from ml_platform import inspection, policies
 from ml_platform.pools import check_schedulable, gpu_request
@@ -170,3 +170,13 @@ def test_infra_and_the_dag_library_use_the_same_names():
     assert conventions.POOL_LABEL == pools.POOL_LABEL
     assert conventions.GPU_RESOURCE == settings.GPU_RESOURCE
     assert conventions.TAINT_EFFECTS == settings.TAINT_EFFECTS
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_sweep_limit_comes_from_the_stack_config(stack: str):
+    """training.max_sweep_combinations of the stack is the DAG library's limit."""
+    values = stack_values(stack)
+    declared_limit = values["ml-platform:training"]["max_sweep_combinations"]
+    document = declared(stack).outputs["platform_config"]
+    assert document["limits"] == {"max_sweep_combinations": declared_limit}
+    assert _config(stack).max_sweep_combinations == declared_limit

@@ -47,7 +47,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, M
 def first_run(platform: tuple[Path, MlflowServer]) -> dict[str, Any]:
     local_dir, server = platform
     generate_partition(local_dir, DAY, drift=0.0, rows=3000)
-    return run_dag_locally(local_dir, server.url, DAY, CONF)
+    # `make run-dag ARGS='--existing-data'`: the placed partition, not regenerated.
+    return run_dag_locally(local_dir, server.url, DAY, CONF, existing_data=True)
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +123,29 @@ def test_second_run_on_same_data_skips_deployment(
     assert client.get_model_version_by_alias(MODEL, "champion").version == "1"
 
 
+def test_existing_data_runs_on_the_placed_partition_unchanged(
+    platform: tuple[Path, MlflowServer], first_run: dict[str, Any]
+) -> None:
+    local_dir, _ = platform
+    files = list((local_dir / "datasets" / "daily" / DAY.isoformat()).glob("*.parquet"))
+    assert len(pd.concat(pd.read_parquet(f) for f in files)) == 3000  # not the source's 4000
+    assert first_run["state"] == "success"
+
+
+def test_existing_data_without_a_partition_stops_with_one_line(
+    platform: tuple[Path, MlflowServer], capfd: pytest.CaptureFixture[str]
+) -> None:
+    local_dir, server = platform
+    empty_day = date(2026, 10, 1)
+    with pytest.raises(SystemExit) as stopped:
+        run_dag_locally(local_dir, server.url, empty_day, CONF, existing_data=True)
+    assert stopped.value.code == 1
+    err = capfd.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("run_dag: --existing-data: no Parquet file in ")
+    where = local_dir / "datasets" / "daily" / "2026-10-01"
+    assert err[-1].split(" in ", 1)[1].startswith(str(where.resolve()))
+
+
 def test_bad_data_stops_at_validate_and_registers_nothing(
     platform: tuple[Path, MlflowServer], second_run: dict[str, Any]
 ) -> None:
@@ -136,7 +160,7 @@ def test_bad_data_stops_at_validate_and_registers_nothing(
     outcome = run_dag_locally(local_dir, server.url, BAD_DAY, CONF)
 
     assert outcome["state"] == "failed"
-    assert _states(outcome, "data_preparation.validate") == ["failed"]
+    assert _states(outcome, "data_preparation.validate") == ["failed"]  # one try, no retry
     for task_id in DOWNSTREAM_OF_VALIDATE:
         assert _states(outcome, task_id) == ["upstream_failed"], task_id
     assert "success" not in _states(outcome, "notify")

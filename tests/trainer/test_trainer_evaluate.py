@@ -72,18 +72,28 @@ def test_the_first_model_that_passes_wins_when_there_is_no_champion(
     fresh = _evaluate(run_cli, prepared, candidate, model_name, "--run-id", candidate["run_id"])
 
     score = candidate["metrics"]["test_roc_auc"]
+    importance = fresh.pop("importance")
+    assert importance["on"] == "test split"  # no champion: the candidate's own golden set
     assert fresh == {
         "should_deploy": True,
         "reason": f"no champion yet; candidate roc_auc {score:.4f} meets the minimum 0.7000",
         "metric": "roc_auc",
         "higher_is_better": True,
-        "thresholds": {"threshold": 0.7, "min_improvement": 0.005},
+        "thresholds": {
+            "threshold": 0.7,
+            "min_improvement": 0.005,
+            "golden_tolerance": 0.02,
+            "breaking_change": False,
+        },
         "candidate": {
             "model_uri": candidate["model_uri"],
             "run_id": candidate["run_id"],
             "score": pytest.approx(score, abs=1e-9),
         },
         "champion": None,
+        "golden": None,
+        "suspect_data": False,
+        "signature": {"breaks": [], "allowed": True},
     }
     run = MlflowClient().get_run(candidate["run_id"])
     assert run.data.metrics["eval_roc_auc"] == pytest.approx(score)
@@ -100,7 +110,7 @@ def test_the_first_model_that_passes_wins_when_there_is_no_champion(
     too_strict = _evaluate(run_cli, prepared, candidate, model_name, "--threshold", "0.99")
     assert too_strict["should_deploy"] is False
     assert too_strict["reason"] == (f"candidate roc_auc {score:.4f} is below the minimum 0.9900")
-    assert too_strict["thresholds"] == {"threshold": 0.99, "min_improvement": 0.005}
+    assert too_strict["thresholds"]["threshold"] == 0.99
     # --min-metric is the old name of --threshold, still accepted.
     old_flag = _evaluate(run_cli, prepared, candidate, model_name, "--min-metric", "0.99")
     assert old_flag["reason"] == too_strict["reason"]

@@ -174,6 +174,10 @@ def test_tracked_run_reuses_the_finished_try_of_its_task_instance(
     assert mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/model_spec.json") == (
         churn_spec.to_dict()
     )
+    # Every candidate, a team trainer's too, carries the profile of its training split.
+    profile = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/reference_profile.json")
+    assert profile["rows"] == len(pd.read_parquet(prepared / "train.parquet"))
+    assert set(profile["columns"]) == set(churn_spec.column_names) - {churn_spec.key}
     # The logged model answers what the platform expects of a binary model.
     rows = pd.read_parquet(prepared / "test.parquet")
     outputs = sdk.check_model(churn_spec, first["model_uri"], rows)

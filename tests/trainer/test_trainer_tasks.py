@@ -244,6 +244,8 @@ def test_evaluate_decides_with_the_metric_and_direction_of_the_spec(
     assert first["thresholds"] == {
         "threshold": spec.promotion.threshold,
         "min_improvement": spec.promotion.min_improvement,
+        "golden_tolerance": spec.promotion.golden_tolerance,
+        "breaking_change": spec.promotion.breaking_change,
     }
     assert first["should_deploy"] is True
     assert first["reason"] == (

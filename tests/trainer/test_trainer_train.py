@@ -20,6 +20,7 @@ from trainer_helpers import SHOP_SPECS, file_uri, unique
 
 import trainer.train
 from ml_contract import ModelSpec
+from trainer.profile import PROFILE_ARTIFACT, profile_frame
 from trainer.specs import SPEC_ARTIFACT
 
 pytestmark = pytest.mark.slow  # trains real models against MLflow
@@ -117,6 +118,10 @@ def test_train_logs_params_metrics_dataset_and_tags(
     # The spec is logged with the model: `--model-name` finds the contract through it.
     logged = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/{SPEC_ARTIFACT}")
     assert logged == churn_spec.to_dict()
+    # ... and the training split's profile: the reference a later day is validated against.
+    profile = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/{PROFILE_ARTIFACT}")
+    train_rows = pd.read_parquet(prepared / "train.parquet")
+    assert profile == json.loads(json.dumps(profile_frame(train_rows, churn_spec)))
     (dataset_input,) = run.inputs.dataset_inputs
     assert dataset_input.dataset.name == "churn-classifier-train"
     assert file_uri(prepared) in dataset_input.dataset.source

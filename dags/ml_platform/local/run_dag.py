@@ -1,11 +1,14 @@
 """Run a DAG of this repo on one machine: real Airflow (dag.test), container tasks as processes.
 
-    python -m ml_platform.local.run_dag DAG_ID [--date D] [--conf JSON] [--generate-data]
+    python -m ml_platform.local.run_dag DAG_ID [--date D] [--conf JSON]
+        [--generate-data | --existing-data]
 
 The environment must be set before Airflow is imported, so this runs in its own process;
 `local_environment` is what ml_platform.local.demo (and the tests) hand to it. With
 --generate-data, each partition the DAG waits for is generated first, from the demo source
-its DAG named (ml_platform.local.partitions).
+its DAG named (ml_platform.local.partitions); with --existing-data, the partition already
+under <local dir>/datasets/.../daily/<date>/ is used as it is (the run stops with one line
+when there is none).
 """
 
 from __future__ import annotations
@@ -119,6 +122,18 @@ def generate_data(dag: Any, local_dir: Path, day: date, drift: float, rows: int 
         generate_partition(local_dir, day, drift, rows, source=source, prefix=prefix)
 
 
+def require_existing_data(dag: Any, local_dir: Path, day: date) -> None:
+    """Every partition the DAG waits for is already there: nothing is generated."""
+    for prefix in waited_prefixes(dag, local_dir):
+        where = daily_partition_dir(local_dir, day, prefix)
+        if not any(where.glob("*.parquet")):
+            raise SystemExit(
+                f"run_dag: --existing-data: no Parquet file in {where}: put the day's "
+                "partition there, or leave --existing-data out to generate demo data"
+            )
+        log.info("using the partition already in %s", where)
+
+
 def run(dag: Any, logical_date: datetime, conf: dict[str, Any]) -> dict[str, Any]:
     """dag.test() one run; returns the run's state, each task's states and results."""
     from airflow.models.dagrun import DagRun
@@ -166,10 +181,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--date", type=date.fromisoformat, default=date.today())
     parser.add_argument("--conf", type=json.loads, default={}, help="DAG params as JSON")
     parser.add_argument("--result-file", type=Path, help="write the run's outcome here as JSON")
-    parser.add_argument(
+    data = parser.add_mutually_exclusive_group()
+    data.add_argument(
         "--generate-data",
         action="store_true",
         help="generate the day's partition first when the DAG waits for it",
+    )
+    data.add_argument(
+        "--existing-data",
+        action="store_true",
+        help="run on the day's partition already under the local datasets; never generate",
     )
     parser.add_argument("--drift", type=float, default=0.0, help="drift of generated data")
     parser.add_argument(
@@ -184,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     local_dir = Path(os.environ["AIRFLOW_HOME"]).parent  # local_environment's layout
     if args.generate_data:
         generate_data(dag, local_dir, args.date, args.drift, args.rows)
+    elif args.existing_data:
+        require_existing_data(dag, local_dir, args.date)
     logical_date = datetime(args.date.year, args.date.month, args.date.day, tzinfo=UTC)
     outcome = run(dag, logical_date, args.conf)
     if args.result_file:

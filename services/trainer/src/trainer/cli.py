@@ -180,7 +180,9 @@ def _spec_flags(parser: argparse.ArgumentParser, model_name: bool) -> None:
     )
     if model_name:
         parser.add_argument(
-            "--model-name", help="registered model whose logged spec to use (without --spec)"
+            "--model-name",
+            help="registered model whose logged spec to use (without --spec), and whose "
+            "champion's reference profile validate and preprocess check the rows against",
         )
 
 
@@ -201,7 +203,17 @@ def _generate(args: argparse.Namespace) -> dict:
 def _validate(args: argparse.Namespace) -> dict:
     from trainer.validation import run_validate
 
-    return run_validate(args.input_uri, args.report_uri, spec_of(args))
+    spec = spec_of(args)
+    return run_validate(args.input_uri, args.report_uri, spec, _reference_of(args))
+
+
+def _reference_of(args: argparse.Namespace) -> dict | None:
+    """The champion's reference profile with --model-name (None without, or no champion)."""
+    if not args.model_name:
+        return None
+    from trainer.profile import champion_profile
+
+    return champion_profile(args.model_name)
 
 
 def _preprocess(args: argparse.Namespace) -> dict:
@@ -214,6 +226,7 @@ def _preprocess(args: argparse.Namespace) -> dict:
         args.val_fraction,
         args.test_fraction,
         spec_of(args),
+        reference=_reference_of(args),
     )
 
 

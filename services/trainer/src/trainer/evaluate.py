@@ -13,12 +13,24 @@ from mlflow.exceptions import MlflowException
 
 from ml_contract import Metric, ModelSpec, metrics_for
 from trainer.errors import TrainerError
+from trainer.golden import (
+    GOLDEN_ARTIFACT,
+    load_golden_set,
+    log_importance,
+    permutation_importance,
+    sample_rows,
+    signature_breaks,
+)
 from trainer.metrics import score
 from trainer.prepared import load_prepared
 
 log = logging.getLogger(__name__)
 
 CHAMPION_ALIAS = "champion"
+# Permutation importance: a few hundred rows and repeats keep it to seconds.
+IMPORTANCE_ROWS = 500
+IMPORTANCE_REPEATS = 3
+IMPORTANCE_SEED = 0
 
 
 def champion_version(client: MlflowClient, model_name: str) -> ModelVersion | None:
@@ -122,11 +134,19 @@ def run_evaluate(
     threshold: float | None = None,
     min_improvement: float | None = None,
 ) -> dict:
-    """Candidate vs. @champion on the test split; the spec gives metric and thresholds."""
+    """Candidate vs. @champion on the test split and on the champion's golden set.
+
+    The spec gives metric and thresholds. Refused, whatever today's split says: an input
+    schema that breaks the champion's (unless promotion.breaking_change), a day on which the
+    champion falls below its own recorded golden score by more than promotion.golden_tolerance
+    (suspect data), and a candidate that falls below the champion on the golden set by more
+    than that tolerance.
+    """
     metric = _metric(spec, metric_name)
     threshold = spec.promotion.threshold if threshold is None else threshold
     if min_improvement is None:
         min_improvement = spec.promotion.min_improvement
+    tolerance = spec.promotion.golden_tolerance
     client = MlflowClient()
     if run_id is not None:
         try:
@@ -145,46 +165,222 @@ def run_evaluate(
     ]
     champion = champion_version(client, model_name)
     champion_result = None
+    golden_result = None
+    golden_rows: pd.DataFrame | None = None
+    breaks: list[str] = []
+    checks: list[str] = []  # refusals that overrule today's scores, in order
     if champion is not None:
+        label = f"champion version {champion.version}"
         champion_uri = f"models:/{model_name}/{champion.version}"
         log.info("scoring champion %s", champion_uri)
-        outputs = predict_outputs(load_model(champion_uri), champion_uri, raw, spec)
+        champion_model = load_model(champion_uri)
+        breaks = signature_breaks(
+            champion_model.metadata.get_input_schema(),
+            candidate.metadata.get_input_schema(),
+            label,
+        )
+        if breaks and not spec.promotion.breaking_change:
+            checks.append(
+                f"the candidate's inputs break {label}: {'; '.join(breaks)} "
+                "(set promotion.breaking_change: true if that is intended)"
+            )
+        try:
+            outputs = predict_outputs(champion_model, champion_uri, raw, spec)
+            today_score: float | None = score(spec, labels, outputs)[metric.name]
+        except TrainerError:
+            if not breaks:
+                raise
+            # Today's split lacks an input only the champion takes: compare on the golden set.
+            log.info("%s cannot score today's split (its inputs differ)", champion_uri)
+            today_score = None
         champion_result = {
             "version": str(champion.version),
             "model_uri": champion_uri,
-            "score": score(spec, labels, outputs)[metric.name],
+            "score": today_score,
         }
+        golden_result, golden_rows = _golden(
+            client, spec, metric, (champion_model, champion_uri), (candidate, model_uri)
+        )
+        if golden_result is not None and today_score is not None:
+            recorded = golden_result["champion_recorded_score"]
+            collapse = metric.better(champion_result["score"], recorded)
+            golden_result["champion_change_today"] = collapse
+            golden_result["suspect_data"] = collapse < -tolerance
+            if golden_result["suspect_data"]:
+                checks.append(
+                    f"the day's data is suspect: {label} scores {metric.name} "
+                    f"{champion_result['score']:.4f} on it, {collapse:+.4f} against its "
+                    f"recorded {recorded:.4f} on its golden set (tolerance {tolerance:.4f})"
+                )
+        elif golden_result is not None:
+            golden_result["champion_change_today"] = None
+            golden_result["suspect_data"] = False
     else:
+        label = ""
         log.info("model %r has no @%s version", model_name, CHAMPION_ALIAS)
 
     should_deploy, reason = decide(
         metric,
         candidate_score,
         None if champion_result is None else champion_result["score"],
-        f"champion version {champion.version}" if champion is not None else "",
+        label,
         threshold,
         min_improvement,
     )
+    if champion_result is not None and champion_result["score"] is None and should_deploy:
+        reason = reason.replace(
+            "no champion yet", f"breaking change allowed; {label} cannot score today's split"
+        )
+    # Order: a broken signature or a suspect day make today's scores moot; then today's
+    # verdict; a golden-set regression only matters once today's split says deploy.
+    if checks:
+        should_deploy, reason = False, checks[0]
+    elif should_deploy and golden_result is not None and golden_result["change"] < -tolerance:
+        should_deploy, reason = (
+            False,
+            (
+                f"candidate {metric.name} {golden_result['candidate_score']:.4f} on the golden set "
+                f"of {label} falls {golden_result['change']:+.4f} below the champion's "
+                f"{golden_result['champion_score']:.4f}, beyond the tolerance {tolerance:.4f}"
+            ),
+        )
     log.info("should_deploy=%s: %s", should_deploy, reason)
+
+    candidate_run = run_id or candidate.metadata.run_id
+    # On the champion's golden set; with no champion, on the candidate's own (today's split).
+    if golden_rows is not None:
+        importance = _importance(
+            spec, metric, candidate, model_uri, golden_rows, f"golden set of {label}"
+        )
+    else:
+        importance = _importance(spec, metric, candidate, model_uri, test.frame, "test split")
     if run_id is not None:
-        client.log_metric(run_id, f"eval_{metric.name}", candidate_score)
-        if champion_result is not None:
-            client.log_metric(run_id, f"eval_champion_{metric.name}", champion_result["score"])
+        metrics = {f"eval_{metric.name}": candidate_score}
+        if champion_result is not None and champion_result["score"] is not None:
+            metrics[f"eval_champion_{metric.name}"] = champion_result["score"]
+        if golden_result is not None:
+            metrics[f"eval_golden_{metric.name}"] = golden_result["candidate_score"]
+            metrics[f"eval_golden_champion_{metric.name}"] = golden_result["champion_score"]
+            metrics["eval_golden_change"] = golden_result["change"]
+        for key, value in metrics.items():
+            client.log_metric(run_id, key, value)
         client.set_tag(run_id, "should_deploy", str(should_deploy).lower())
         client.set_tag(run_id, "eval.reason", reason)
+        client.set_tag(
+            run_id,
+            "eval.suspect_data",
+            str(bool(golden_result and golden_result["suspect_data"])).lower(),
+        )
+        log_importance(client, run_id, importance.pop("all"), importance)
+        if breaks:
+            client.set_tag(run_id, "eval.signature_breaks", "; ".join(breaks)[:5000])
+        if golden_result is not None:
+            client.set_tag(run_id, "eval.golden_run_id", golden_result["run_id"])
+            client.set_tag(run_id, "eval.golden_dataset_version", golden_result["dataset_version"])
     return {
         "should_deploy": should_deploy,
         "reason": reason,
         "metric": metric.name,
         "higher_is_better": metric.higher_is_better,
-        "thresholds": {"threshold": threshold, "min_improvement": min_improvement},
+        "thresholds": {
+            "threshold": threshold,
+            "min_improvement": min_improvement,
+            "golden_tolerance": tolerance,
+            "breaking_change": spec.promotion.breaking_change,
+        },
         "candidate": {
             "model_uri": model_uri,
             # Without --run-id, report the run the model was logged from.
-            "run_id": run_id or candidate.metadata.run_id,
+            "run_id": candidate_run,
             "score": candidate_score,
         },
         "champion": champion_result,
+        "golden": golden_result,
+        "suspect_data": bool(golden_result and golden_result["suspect_data"]),
+        "signature": {"breaks": breaks, "allowed": not breaks or spec.promotion.breaking_change},
+        "importance": importance,
+    }
+
+
+def _model_inputs(model: mlflow.pyfunc.PyFuncModel, frame: pd.DataFrame, spec: ModelSpec):
+    """The columns of `frame` the model takes: its signature's, else the spec's features."""
+    schema = model.metadata.get_input_schema()
+    names = schema.input_names() if schema is not None and schema.has_input_names() else None
+    wanted = names or list(spec.feature_names)
+    return frame[[name for name in wanted if name in frame.columns]]
+
+
+def _golden(
+    client: MlflowClient,
+    spec: ModelSpec,
+    metric: Metric,
+    champion: tuple[mlflow.pyfunc.PyFuncModel, str],
+    candidate: tuple[mlflow.pyfunc.PyFuncModel, str],
+) -> tuple[dict | None, pd.DataFrame | None]:
+    """Both models on the champion's golden set, and the champion's recorded score on it."""
+    (champion_model, champion_uri), (candidate_model, candidate_uri) = champion, candidate
+    run_id = champion_model.metadata.run_id
+    loaded = load_golden_set(client, run_id)
+    if loaded is None:
+        log.info("%s has no golden set: comparing on today's split only", champion_uri)
+        return None, None
+    frame, version = loaded
+    labels_ok = spec.label in frame.columns and (
+        spec.task == "regression" or set(frame[spec.label].unique().tolist()) <= set(spec.classes)
+    )
+    if not labels_ok:
+        log.warning("the golden set of %s does not fit the spec's label: skipped", champion_uri)
+        return None, None
+    labels = frame[spec.label].to_numpy()
+    scores = {}
+    for name, model, uri in (
+        ("candidate", candidate_model, candidate_uri),
+        ("champion", champion_model, champion_uri),
+    ):
+        rows = _model_inputs(model, frame, spec)
+        scores[name] = score(spec, labels, predict_outputs(model, uri, rows, spec))[metric.name]
+    # What the champion's run recorded on this very split when it was trained.
+    recorded = client.get_run(run_id).data.metrics.get(f"test_{metric.name}", scores["champion"])
+    result = {
+        "run_id": run_id,
+        "artifact": GOLDEN_ARTIFACT,
+        "dataset_version": version,
+        "rows": len(frame),
+        "candidate_score": scores["candidate"],
+        "champion_score": scores["champion"],
+        "champion_recorded_score": float(recorded),
+        "change": metric.better(scores["candidate"], scores["champion"]),
+    }
+    return result, frame
+
+
+def _importance(
+    spec: ModelSpec,
+    metric: Metric,
+    model: mlflow.pyfunc.PyFuncModel,
+    model_uri: str,
+    frame: pd.DataFrame,
+    on: str,
+) -> dict:
+    """Permutation importance of the candidate on `frame` (raw rows with the label)."""
+    rows = sample_rows(frame, IMPORTANCE_ROWS, IMPORTANCE_SEED)
+    labels = rows[spec.label].to_numpy()
+    inputs = _model_inputs(model, rows, spec)
+
+    def score_rows(shuffled: pd.DataFrame) -> float:
+        return score(spec, labels, predict_outputs(model, model_uri, shuffled, spec))[metric.name]
+
+    values = permutation_importance(
+        score_rows, inputs, list(inputs.columns), metric, IMPORTANCE_SEED, IMPORTANCE_REPEATS
+    )
+    ranked = sorted(values.items(), key=lambda item: item[1], reverse=True)
+    return {
+        "on": on,
+        "metric": metric.name,
+        "rows": len(rows),
+        "repeats": IMPORTANCE_REPEATS,
+        "top": [{"feature": name, "importance": value} for name, value in ranked[:5]],
+        "all": values,
     }
 
 

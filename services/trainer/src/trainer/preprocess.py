@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -88,15 +89,17 @@ def run_preprocess(
     val_fraction: float,
     test_fraction: float,
     spec: ModelSpec,
+    reference: dict[str, Any] | None = None,
 ) -> dict:
-    """The preprocess subcommand: validates, splits, fits the encoder, writes the XCom."""
+    """The preprocess subcommand: validates (against `reference` too, as validate does),
+    splits, fits the encoder, writes the XCom."""
     check_fractions(val_fraction, test_fraction)
     input_uri, output_uri = storage.normalize(input_uri), storage.normalize(output_uri)
     if output_uri == input_uri or output_uri.startswith(input_uri + "/"):
         # The splits would land inside the raw partition and be read back as raw data.
         raise TrainerError(f"--output-uri {output_uri} must be outside --input-uri {input_uri}")
     log.info("validating %s under the %s contract before preprocessing", input_uri, spec.model)
-    validation = validate_input(input_uri, spec)
+    validation = validate_input(input_uri, spec, reference)
     if not validation.valid:
         raise validation.error()
     frame = validation.frame

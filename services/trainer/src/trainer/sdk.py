@@ -44,8 +44,10 @@ import pandas as pd
 
 from ml_contract import ModelSpec, metrics_for
 from trainer.errors import TrainerError
+from trainer.golden import log_golden_set
 from trainer.prepared import Prepared
 from trainer.prepared import load_prepared as _load_prepared
+from trainer.profile import PROFILE_ARTIFACT, profile_frame
 from trainer.specs import SPEC_ARTIFACT, resolve_spec
 from trainer.tracking import MODEL_TAG, MODEL_URI_TAG, TrackedRun
 from trainer.tracking import tracked_run as _tracked_run
@@ -112,6 +114,11 @@ def tracked_run(
         if run.reused is None:
             mlflow.log_params({"task": prepared.spec.task})
             mlflow.log_dict(prepared.spec.to_dict(), SPEC_ARTIFACT)
+            # Every candidate carries its reference profile, to validate later days against.
+            train = prepared.split("train").frame
+            mlflow.log_dict(profile_frame(train, prepared.spec), PROFILE_ARTIFACT)
+            # Every team candidate passes here: its test split becomes its golden set.
+            log_golden_set(prepared.split("test"), prepared.dataset_version)
         yield run
 
 

@@ -24,10 +24,12 @@ from trainer import encoding, served
 from trainer import model as model_module
 from trainer.device import seed_everything, select_device
 from trainer.fit import EpochMetrics, TensorData, ValScorer, binary_val_scores, fit
+from trainer.golden import log_golden_set
 from trainer.hyperparams import Hyperparams
 from trainer.metrics import score
 from trainer.model import build_mlp
 from trainer.prepared import Prepared, Split, load_prepared
+from trainer.profile import PROFILE_ARTIFACT, profile_frame
 from trainer.served import TabularModel
 from trainer.signature import model_signature
 from trainer.specs import SPEC_ARTIFACT
@@ -70,7 +72,9 @@ def run_train(data_uri: str, experiment: str, hp: Hyperparams, spec: ModelSpec) 
         log.info("training on %s (%d train rows)", device, len(splits["train"].frame))
         mlflow.log_params({"device": device.type, "task": spec.task})
         mlflow.log_dict(spec.to_dict(), SPEC_ARTIFACT)
+        mlflow.log_dict(profile_frame(splits["train"].frame, spec), PROFILE_ARTIFACT)
         _log_dataset(prepared, splits["train"])
+        log_golden_set(splits["test"], prepared.dataset_version)
         run.model_logged(_train_and_log(prepared, splits, hp, device))
     return _result(MlflowClient().get_run(run.run_id), hp, spec, reused=False)
 

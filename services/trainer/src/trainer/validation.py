@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ import pyarrow as pa
 from ml_contract import Column, ModelSpec
 from trainer import storage
 from trainer.errors import StorageError, ValidationError
+from trainer.profile import category_key
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +32,12 @@ CHECK_NAMES = (
     "label_classes",
     "value_ranges",
     "unique_ids",
+    "min_rows",
+    "reference_ranges",
+    "reference_categories",
+    "reference_null_rates",
 )
+_REFERENCE_CHECKS = CHECK_NAMES[-3:]  # run only when a reference profile is given
 _EXAMPLES = 3  # offending values quoted per problem
 
 
@@ -96,8 +103,12 @@ def default_report_uri(input_uri: str) -> str:
     return storage.join(input_uri, "_validation.json")
 
 
-def validate_input(input_uri: str, spec: ModelSpec) -> Validation:
-    """Reads every Parquet file of `input_uri` once and runs all checks of `spec` on it."""
+def validate_input(
+    input_uri: str, spec: ModelSpec, reference: dict[str, Any] | None = None
+) -> Validation:
+    """Reads every Parquet file of `input_uri` once and runs all checks of `spec` on it, and
+    when `reference` (a trainer.profile profile, the champion's) is given, checks the rows
+    against it too: a day the contract allows can still be far from what the model knows."""
     input_uri = storage.normalize(input_uri)
     checks = {name: _Check(name) for name in CHECK_NAMES}
     result = Validation(input_uri, spec, [], 0, None, list(checks.values()))
@@ -141,6 +152,10 @@ def validate_input(input_uri: str, spec: ModelSpec) -> Validation:
         where = input_uri if len(files) > 1 else files[0]
         _check_two_classes(where, frame, spec.label_column, checks["label_classes"])
     _check_unique_ids(frames, spec.key, checks["unique_ids"])
+    where = input_uri if len(files) > 1 else files[0]
+    _check_min_rows(where, len(frame), spec, checks["min_rows"])
+    if reference is not None and not result.problems:
+        _check_reference(where, frame, spec, reference, checks)
     if not result.problems:
         result.frame = frame
     return result
@@ -151,7 +166,8 @@ def _check_file(
 ) -> pd.DataFrame:
     """Per-file checks; returns the file's contract columns as a frame."""
     for name in CHECK_NAMES[2:]:
-        checks[name].ran = True
+        if name not in ("min_rows", *_REFERENCE_CHECKS):
+            checks[name].ran = True
     if table.num_rows == 0:
         checks["not_empty"].problems.append(f"{uri}: has 0 rows")
 
@@ -181,6 +197,10 @@ def _check_file(
         values = frame[column.name]
         present = values[values.notna()] if column.nullable else values
         if not _dtype_matches(present, column):
+            if _whole_but_not_finite(present, column):
+                # An int column holding inf/NaN reads as floats: name the values, not a dtype.
+                _finite(uri, column, present.to_numpy(np.float64), checks["finite_values"])
+                continue
             checks["dtypes"].problems.append(
                 f"{uri}: column {column.name!r} has dtype {values.dtype}, expected {column.dtype}"
                 + (
@@ -218,6 +238,15 @@ def _dtype_matches(values: pd.Series, column: Column) -> bool:
         floats = values.to_numpy(np.float64)
         return column.nullable and bool(np.all(np.mod(floats[np.isfinite(floats)], 1) == 0))
     return True
+
+
+def _whole_but_not_finite(values: pd.Series, column: Column) -> bool:
+    """Floats in an int64 column that would be whole numbers but for some NaN or infinity."""
+    if column.dtype != "int64" or not pd.api.types.is_float_dtype(values.dtype):
+        return False
+    floats = values.to_numpy(np.float64)
+    finite = np.isfinite(floats)
+    return not finite.all() and bool(np.all(np.mod(floats[finite], 1) == 0))
 
 
 def _finite(uri: str, column: Column, values: np.ndarray, check: _Check) -> bool:
@@ -284,19 +313,95 @@ def _check_unique_ids(frames: dict[str, pd.DataFrame], key: str, check: _Check) 
     for id_value, group in list(duplicated.groupby("id", sort=True))[:_EXAMPLES]:
         files = sorted(set(group["file"]))
         where = files[0] if len(files) == 1 else " and ".join(files)
-        check.problems.append(f"{where}: {key} {id_value} appears {len(group)} times")
+        check.problems.append(
+            f"{where}: column {key!r}: duplicate key {id_value} appears {len(group)} times"
+        )
     others = duplicated["id"].nunique() - _EXAMPLES
     if others > 0:
         check.problems.append(f"{len(frames)} file(s): {others} more duplicated {key}s")
 
 
-def run_validate(input_uri: str, report_uri: str | None, spec: ModelSpec) -> dict:
+def _check_min_rows(where: str, rows: int, spec: ModelSpec, check: _Check) -> None:
+    check.ran = True
+    if rows < spec.validation.min_rows:
+        check.problems.append(
+            f"{where}: has {rows} rows, the spec's minimum is {spec.validation.min_rows}"
+        )
+
+
+def _check_reference(
+    where: str,
+    frame: pd.DataFrame,
+    spec: ModelSpec,
+    reference: dict[str, Any],
+    checks: dict[str, _Check],
+) -> None:
+    for name in _REFERENCE_CHECKS:
+        checks[name].ran = True
+    rules = spec.validation
+    profiles = reference.get("columns", {})
+    for column in spec.columns:
+        ref = profiles.get(column.name)
+        if column.name == spec.key or ref is None:
+            continue  # a column added since the champion has no reference yet
+        values = frame[column.name]
+        rate, ref_rate = float(values.isna().mean()), float(ref.get("null_rate", 0.0))
+        if rate > ref_rate + rules.null_rate_tolerance:
+            checks["reference_null_rates"].problems.append(
+                f"{where}: column {column.name!r}: {rate:.0%} null, the reference "
+                f"{ref_rate:.0%} (tolerance +{rules.null_rate_tolerance:g})"
+            )
+        present = values[values.notna()]
+        if ref.get("kind") == "numeric" and ref.get("min") is not None and len(present):
+            _check_reference_range(where, column, present, ref, rules, checks)
+        elif ref.get("kind") == "categorical":
+            seen = set(ref.get("frequencies", {}))
+            unseen = sorted({category_key(v) for v in present.unique().tolist()} - seen)
+            if unseen:
+                known = ", ".join(repr(v) for v in sorted(seen)[:_EXAMPLES])
+                shown = ", ".join(repr(v) for v in unseen[:_EXAMPLES])
+                checks["reference_categories"].problems.append(
+                    f"{where}: column {column.name!r}: {shown} never seen in the reference "
+                    f"(e.g. {known})"
+                )
+
+
+def _check_reference_range(
+    where: str,
+    column: Column,
+    values: pd.Series,
+    ref: dict[str, Any],
+    rules: Any,
+    checks: dict[str, _Check],
+) -> None:
+    numbers = values.to_numpy(np.float64)
+    low, high = float(ref["min"]), float(ref["max"])
+    margin = rules.range_tolerance * (high - low)
+    for side, share, bound in (
+        ("below", float(np.mean(numbers < low - margin)), low),
+        ("above", float(np.mean(numbers > high + margin)), high),
+    ):
+        if share > rules.max_outside_share:
+            checks["reference_ranges"].problems.append(
+                f"{where}: column {column.name!r}: {share:.0%} of values {side} the reference "
+                f"{'min' if side == 'below' else 'max'} {bound:g} (tolerance "
+                f"{rules.range_tolerance:g} x range {high - low:g}, at most "
+                f"{rules.max_outside_share:.0%} allowed)"
+            )
+
+
+def run_validate(
+    input_uri: str,
+    report_uri: str | None,
+    spec: ModelSpec,
+    reference: dict[str, Any] | None = None,
+) -> dict:
     """The validate subcommand: writes the report, raises ValidationError when invalid."""
     input_uri = storage.normalize(input_uri)
     explicit_report = report_uri is not None
     report_uri = storage.normalize(report_uri) if report_uri else default_report_uri(input_uri)
     log.info("validating %s", input_uri)
-    result = validate_input(input_uri, spec)
+    result = validate_input(input_uri, spec, reference)
     found = not result.checks[0].problems
     if result.valid:
         storage.write_json(result.report(), report_uri)
