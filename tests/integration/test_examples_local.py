@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from mlflow import MlflowClient
 
 from deployer.targets.local import stop_all_models
 from ml_platform.local.demo import GeneratedData, format_summary, run_dag_locally
-from ml_platform.local.mlflow_server import MlflowServer, free_port, local_mlflow_server
+from ml_platform.local.mlflow_server import MlflowServer, free_port
 from ml_platform.local.run_dag import DAGS_FOLDER
 
 pytestmark = pytest.mark.slow
@@ -32,16 +31,6 @@ DAY = date(2026, 11, 3)
 DIABETES = "examples.diabetes_regression"
 WINE = "examples.wine_custom"
 TEAM_DATA = Path("datasets/teams/examples")
-
-
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, MlflowServer]]:
-    local_dir = tmp_path_factory.mktemp("examples")
-    with local_mlflow_server(local_dir / "mlflow") as server:
-        try:
-            yield local_dir, server
-        finally:
-            stop_all_models(local_dir / "deployer")
 
 
 @pytest.fixture(scope="module")

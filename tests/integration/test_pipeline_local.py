@@ -7,7 +7,6 @@ drift monitor triggers retraining only for drifted data.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -17,9 +16,8 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
-from deployer.targets.local import stop_all_models
 from ml_platform.local.demo import run_dag_locally
-from ml_platform.local.mlflow_server import MlflowServer, local_mlflow_server
+from ml_platform.local.mlflow_server import MlflowServer
 from ml_platform.local.partitions import generate_partition
 
 pytestmark = pytest.mark.slow
@@ -30,17 +28,6 @@ DRIFT_DAY = date(2026, 11, 5)
 MODEL = "churn-integration"
 CONF = {"model_name": MODEL, "learning_rates": [0.001, 0.01], "epochs": 4}
 DOWNSTREAM_OF_VALIDATE = ["data_preparation.preprocess", "train", "select_best", "evaluate"]
-
-
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, MlflowServer]]:
-    local_dir = tmp_path_factory.mktemp("platform")
-    # A server of its own: the registry's state is part of this story.
-    with local_mlflow_server(local_dir / "mlflow") as server:
-        try:
-            yield local_dir, server
-        finally:
-            stop_all_models(local_dir / "deployer")
 
 
 @pytest.fixture(scope="module")
