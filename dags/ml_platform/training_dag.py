@@ -23,7 +23,7 @@ from typing import Any
 
 from airflow.sdk import DAG, Param, TaskGroup, task
 
-from ml_contract import SPEC_ENV, Metric, ModelSpec, metrics_for
+from ml_contract import PLATFORM_TRAINER, SPEC_ENV, Metric, ModelSpec, metrics_for
 from ml_platform.container import container_task, mapped_container_task
 from ml_platform.dag_defaults import platform_default_args
 from ml_platform.local.partitions import register_demo_source
@@ -39,8 +39,6 @@ from ml_platform.sweep import (
     team_trainer_arguments,
     trainer_arguments,
 )
-
-PLATFORM_TRAINER = "trainer"  # the image of every step but a team's own train step
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
-from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from ml_contract import Metric, ModelSpec, metrics_for
@@ -23,28 +22,14 @@ from trainer.golden import (
 )
 from trainer.metrics import score
 from trainer.prepared import load_prepared
+from trainer.registry import CHAMPION_ALIAS, champion_version
 
 log = logging.getLogger(__name__)
 
-CHAMPION_ALIAS = "champion"
 # Permutation importance: a few hundred rows and repeats keep it to seconds.
 IMPORTANCE_ROWS = 500
 IMPORTANCE_REPEATS = 3
 IMPORTANCE_SEED = 0
-
-
-def champion_version(client: MlflowClient, model_name: str) -> ModelVersion | None:
-    """The version behind @champion; None when the model or the alias does not exist."""
-    try:
-        registered = client.get_registered_model(model_name)
-    except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return None
-        raise
-    # Reading the alias map avoids get_model_version_by_alias, which reports a missing
-    # alias as INVALID_PARAMETER_VALUE rather than RESOURCE_DOES_NOT_EXIST.
-    version = registered.aliases.get(CHAMPION_ALIAS)
-    return None if version is None else client.get_model_version(model_name, str(version))
 
 
 def load_model(model_uri: str) -> mlflow.pyfunc.PyFuncModel:
@@ -142,7 +127,7 @@ def run_evaluate(
     (suspect data), and a candidate that falls below the champion on the golden set by more
     than that tolerance.
     """
-    metric = _metric(spec, metric_name)
+    metric = deciding_metric(spec, metric_name)
     threshold = spec.promotion.threshold if threshold is None else threshold
     if min_improvement is None:
         min_improvement = spec.promotion.min_improvement
@@ -384,7 +369,8 @@ def _importance(
     }
 
 
-def _metric(spec: ModelSpec, name: str | None) -> Metric:
+def deciding_metric(spec: ModelSpec, name: str | None) -> Metric:
+    """The spec's metric, or `name` when given and valid for the task."""
     known = metrics_for(spec.task)
     if name is None:
         return spec.deciding_metric

@@ -18,9 +18,10 @@ from mlflow import MlflowClient
 from ml_contract import ModelSpec
 from trainer.drift import feature_drift
 from trainer.errors import TrainerError
-from trainer.evaluate import _metric, champion_version, load_model, predict_outputs
+from trainer.evaluate import deciding_metric, load_model, predict_outputs
 from trainer.metrics import score
 from trainer.prepared import load_prepared
+from trainer.registry import champion_version
 from trainer.tracking import DATASET_URI_TAG
 from trainer.validation import validate_input
 
@@ -52,7 +53,7 @@ def run_monitor(
     psi_threshold: float,
     threshold: float | None,
 ) -> dict:
-    metric = _metric(spec, metric_name)
+    metric = deciding_metric(spec, metric_name)
     threshold = spec.promotion.threshold if threshold is None else threshold
     client = MlflowClient()
     champion = champion_version(client, model_name)

@@ -77,20 +77,15 @@ def profile_frame(frame: pd.DataFrame, spec: ModelSpec) -> dict[str, Any]:
 def champion_profile(model_name: str, client: Any = None) -> dict[str, Any] | None:
     """The profile logged with the run of `model_name`@champion; None when the model has no
     champion or its run logged no profile (a champion trained before profiles existed)."""
-    import mlflow.artifacts
-    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from trainer.evaluate import champion_version
+    from trainer.registry import champion_version, run_artifact_dict
 
     version = champion_version(client or MlflowClient(), model_name)
-    if version is None or not version.run_id:
+    if version is None:
         log.info("%s has no champion: validating against the spec alone", model_name)
         return None
-    try:
-        profile = mlflow.artifacts.load_dict(f"runs:/{version.run_id}/{PROFILE_ARTIFACT}")
-    except (MlflowException, OSError) as exc:
-        log.info("champion run %s has no %s (%s)", version.run_id, PROFILE_ARTIFACT, exc)
-        return None
-    log.info("validating against the profile of %s version %s", model_name, version.version)
+    profile = run_artifact_dict(version, PROFILE_ARTIFACT)
+    if profile is not None:
+        log.info("validating against the profile of %s version %s", model_name, version.version)
     return profile

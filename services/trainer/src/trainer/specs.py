@@ -62,27 +62,17 @@ def spec_of_registered_model(model_name: str) -> ModelSpec | None:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    from trainer.registry import champion_version, newest_version, run_artifact_dict
+
     client = MlflowClient()
     try:
-        registered = client.get_registered_model(model_name)
+        version = champion_version(client, model_name) or newest_version(client, model_name)
     except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return None
         raise TrainerError(f"--model-name {model_name}: MLflow answered {exc.error_code}") from None
-    version = registered.aliases.get("champion")
-    if version is None:
-        versions = client.search_model_versions(f"name = '{model_name}'")
-        if not versions:
-            return None
-        version = max(int(v.version) for v in versions)
-    model_version = client.get_model_version(model_name, str(version))
-    if not model_version.run_id:
+    document = run_artifact_dict(version, SPEC_ARTIFACT)
+    if document is None:
         return None
-    import mlflow.artifacts
-
-    try:
-        document = mlflow.artifacts.load_dict(f"runs:/{model_version.run_id}/{SPEC_ARTIFACT}")
-    except (MlflowException, OSError):
-        return None
-    log.info("model spec of %s from version %s (run %s)", model_name, version, model_version.run_id)
-    return spec_from_dict(document, f"{model_name} version {version}/{SPEC_ARTIFACT}")
+    log.info(
+        "model spec of %s from version %s (run %s)", model_name, version.version, version.run_id
+    )
+    return spec_from_dict(document, f"{model_name} version {version.version}/{SPEC_ARTIFACT}")
