@@ -16,9 +16,12 @@
     validation: {min_rows: 100}     # optional: how far a day may stray from the reference
 
 `promotion` may also say `golden_tolerance` (how far a candidate may fall below the champion
-on the champion's golden set), `breaking_change` and `drift_threshold` (PSI); `validation`
-says `min_rows`, `range_tolerance`, `max_outside_share` and `null_rate_tolerance`. All have
-defaults (see Promotion and Validation).
+on the champion's golden set), `suspect_drop` (how far the champion may fall on a day against
+its own recorded score before the day is suspect), `breaking_change`, `drift_threshold` (PSI
+above which deploying waits for a person), `approval_timeout_hours` (how long it waits) and
+`max_importance_share` (no single feature may carry more of the permutation importance);
+`validation` says `min_rows`, `range_tolerance`, `max_outside_share` and
+`null_rate_tolerance`. All have defaults (see Promotion and Validation).
 
 Every problem is a SpecError of one line, `<file>:<line>: <key>: <what is wrong>`, so a
 reviewer (and `make check-dags`) can jump to it. The same checks run on the JSON form the
@@ -68,6 +71,9 @@ _PROMOTION_KEYS = (
     "golden_tolerance",
     "breaking_change",
     "drift_threshold",
+    "suspect_drop",
+    "approval_timeout_hours",
+    "max_importance_share",
 )
 _VALIDATION_KEYS = ("min_rows", "range_tolerance", "max_outside_share", "null_rate_tolerance")
 _COLUMN_KEYS = ("dtype", "nullable", "min", "max", "categories", "description")
@@ -155,15 +161,26 @@ class Promotion:
     golden_tolerance: float = 0.02
     breaking_change: bool = False  # the change is meant to break with the champion
     drift_threshold: float = 0.25  # PSI above which a feature has drifted
+    # How far the champion may score below its own recorded golden score on the day's split
+    # before the day, not the model, is suspect: no deploy, whatever the candidate scores.
+    suspect_drop: float = 0.10
+    approval_timeout_hours: float = 24.0  # a drifted day's deploy waits this long, then skips
+    # No feature may carry more than this share of the candidate's permutation importance.
+    max_importance_share: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "threshold": self.threshold,
             "min_improvement": self.min_improvement,
             "golden_tolerance": self.golden_tolerance,
             "breaking_change": self.breaking_change,
             "drift_threshold": self.drift_threshold,
+            "suspect_drop": self.suspect_drop,
+            "approval_timeout_hours": self.approval_timeout_hours,
         }
+        if self.max_importance_share is not None:
+            out["max_importance_share"] = self.max_importance_share
+        return out
 
 
 @dataclass(frozen=True)
@@ -746,6 +763,25 @@ def _check(document: Any, src: _Lines) -> ModelSpec:
         raise src.error(
             "promotion.drift_threshold", f"a PSI threshold is above 0, got {drift_threshold:g}"
         )
+    suspect_drop = _bounded(promotion_doc, "suspect_drop", "promotion", src, 0.10, 0)
+    approval_hours = _number(
+        _optional(promotion_doc, "approval_timeout_hours", 24.0),
+        "promotion.approval_timeout_hours",
+        src,
+    )
+    if not 0 < approval_hours <= 24 * 30:
+        raise src.error(
+            "promotion.approval_timeout_hours",
+            f"must be above 0 and at most 720 (30 days), got {approval_hours:g}",
+        )
+    importance_share = promotion_doc.get("max_importance_share")
+    if importance_share is not None:
+        importance_share = _number(importance_share, "promotion.max_importance_share", src)
+        if not 0 < importance_share <= 1:
+            raise src.error(
+                "promotion.max_importance_share",
+                f"a share is above 0 and at most 1, got {importance_share:g}",
+            )
     validation = _validation(_optional(doc, "validation", {}), src)
 
     trainer_doc = _mapping(_optional(doc, "trainer", {}), "trainer", src, ("image",))
@@ -761,7 +797,14 @@ def _check(document: Any, src: _Lines) -> ModelSpec:
         columns=columns,
         metric=metric,
         promotion=Promotion(
-            threshold, improvement, golden_tolerance, breaking_change, drift_threshold
+            threshold,
+            improvement,
+            golden_tolerance,
+            breaking_change,
+            drift_threshold,
+            suspect_drop,
+            approval_hours,
+            importance_share,
         ),
         trainer=TrainerRef(image),
         description=description,

@@ -4,6 +4,9 @@
     combination) >> select_best >> evaluate (vs the @champion) >> deploy_or_skip
     >> deploy | skip_deploy >> notify
 
+deploy_or_skip follows evaluate's verdict; on a day that drifted from the champion's
+training data it first waits for a person to approve (ml_platform.approval).
+
 The spec (ml_contract, `<model>.model.yaml` beside the DAG file) decides the data contract,
 the metric and its direction, the promotion bar and the trainer: the platform's `trainer`
 image with its MLP sweep, or a team image (images/<name>/ beside the spec) swept over the
@@ -24,6 +27,7 @@ from typing import Any
 from airflow.sdk import DAG, Param, TaskGroup, task
 
 from ml_contract import PLATFORM_TRAINER, SPEC_ENV, Metric, ModelSpec, metrics_for
+from ml_platform.approval import APPROVAL_KEY, DeployGate
 from ml_platform.container import container_task, mapped_container_task
 from ml_platform.dag_defaults import platform_default_args
 from ml_platform.local.partitions import register_demo_source
@@ -247,10 +251,14 @@ def training_dag(
             config=config,
         )
 
-        @task.branch
-        def deploy_or_skip(evaluation: dict[str, Any]) -> str:
-            print(evaluation["reason"])
-            return "deploy" if evaluation["should_deploy"] else "skip_deploy"
+        branch = DeployGate(
+            task_id="deploy_or_skip",
+            evaluate_task_id="evaluate",
+            deploy_task_id="deploy",
+            skip_task_id="skip_deploy",
+            response_timeout=timedelta(hours=spec.promotion.approval_timeout_hours),
+            retries=0,  # a second ask would lose the first answer
+        )
 
         deploy = container_task(
             "deploy",
@@ -269,8 +277,11 @@ def training_dag(
         )
 
         @task
-        def skip_deploy() -> str:
-            return "the candidate did not beat the champion: nothing deployed"
+        def skip_deploy(**context: Any) -> str:
+            approval = context["ti"].xcom_pull(task_ids="deploy_or_skip", key=APPROVAL_KEY)
+            if approval and approval.get("required"):
+                return "deploying on a drifted day was not approved: nothing deployed"
+            return "the candidate did not pass evaluate's gates: nothing deployed"
 
         @task(trigger_rule="none_failed_min_one_success")
         def notify(**context: Any) -> dict[str, Any]:
@@ -279,6 +290,7 @@ def training_dag(
             best_run = ti.xcom_pull(task_ids="select_best")
             evaluation = ti.xcom_pull(task_ids="evaluate")
             deployed = ti.xcom_pull(task_ids="deploy")
+            approval = ti.xcom_pull(task_ids="deploy_or_skip", key=APPROVAL_KEY)
             summary = {
                 "model_name": context["params"]["model_name"],
                 "best_run_id": best_run["run_id"],
@@ -286,6 +298,14 @@ def training_dag(
                 "best_metrics": best_run["metrics"],
                 "should_deploy": evaluation["should_deploy"],
                 "reason": evaluation["reason"],
+                "gates": {
+                    "golden": evaluation.get("golden"),
+                    "suspect_data": evaluation.get("suspect_data"),
+                    "signature": evaluation.get("signature"),
+                    "drift": _drift_summary(evaluation.get("drift")),
+                    "importance_top": (evaluation.get("importance") or {}).get("top"),
+                },
+                "approval": approval,
                 "champion_before": evaluation["champion"],
                 "deployed": deployed,
             }
@@ -293,9 +313,15 @@ def training_dag(
             return summary
 
         combinations >> wait_for_data >> data_preparation >> train
-        branch = deploy_or_skip(evaluate.output)
         evaluate >> branch >> [deploy, skip_deploy()] >> notify()
     return dag
+
+
+def _drift_summary(drift: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Drift without the per-feature table: what a summary line needs."""
+    if not drift:
+        return None
+    return {k: drift[k] for k in ("reference", "threshold", "max_psi", "drifted")}
 
 
 def _team_image_of(spec: ModelSpec, config: PlatformConfig) -> tuple[str, str]:

@@ -207,6 +207,31 @@ BAD: dict[str, tuple[str | bytes, str, str]] = {
         "promotion.drift_threshold",
         "a PSI threshold is above 0, got 0",
     ),
+    "negative suspect_drop": (
+        _edit("min_improvement: 0.01", "min_improvement: 0.01\n  suspect_drop: -0.1  #!"),
+        "promotion.suspect_drop",
+        "must be at least 0, got -0.1",
+    ),
+    "approval_timeout_hours of zero": (
+        _edit("min_improvement: 0.01", "min_improvement: 0.01\n  approval_timeout_hours: 0  #!"),
+        "promotion.approval_timeout_hours",
+        "must be above 0 and at most 720 (30 days), got 0",
+    ),
+    "approval_timeout_hours beyond 30 days": (
+        _edit("min_improvement: 0.01", "min_improvement: 0.01\n  approval_timeout_hours: 1000 #!"),
+        "promotion.approval_timeout_hours",
+        "got 1000",
+    ),
+    "max_importance_share above one": (
+        _edit("min_improvement: 0.01", "min_improvement: 0.01\n  max_importance_share: 1.5  #!"),
+        "promotion.max_importance_share",
+        "a share is above 0 and at most 1, got 1.5",
+    ),
+    "max_importance_share as a string": (
+        _edit("min_improvement: 0.01", "min_improvement: 0.01\n  max_importance_share: half  #!"),
+        "promotion.max_importance_share",
+        "expected a finite number, got str 'half'",
+    ),
     "min_rows of zero": (GOOD + "validation:\n  min_rows: 0  #!\n", "validation.min_rows", "0"),
     "min_rows not whole": (
         GOOD + "validation:\n  min_rows: 1.5  #!\n",
@@ -414,11 +439,18 @@ def test_validation_and_promotion_keys_default_and_round_trip(tmp_path: Path) ->
         spec.promotion.breaking_change,
         spec.promotion.drift_threshold,
     ) == (0.02, False, 0.25)
+    assert (
+        spec.promotion.suspect_drop,
+        spec.promotion.approval_timeout_hours,
+        spec.promotion.max_importance_share,
+    ) == (0.10, 24.0, None)
+    assert "max_importance_share" not in spec.to_dict()["promotion"]
     path.write_text(
         _edit(
             "min_improvement: 0.01",
             "min_improvement: 0.01\n  golden_tolerance: 0.05\n  breaking_change: true\n"
-            "  drift_threshold: 0.4",
+            "  drift_threshold: 0.4\n  suspect_drop: 0.2\n  approval_timeout_hours: 0.5\n"
+            "  max_importance_share: 0.6",
         )
         + "validation: {min_rows: 10, range_tolerance: 1, max_outside_share: 0.2,"
         " null_rate_tolerance: 0}\n"
@@ -427,6 +459,8 @@ def test_validation_and_promotion_keys_default_and_round_trip(tmp_path: Path) ->
     assert spec.validation == Validation(10, 1.0, 0.2, 0.0)
     assert spec.promotion.golden_tolerance == 0.05 and spec.promotion.breaking_change
     assert spec.promotion.drift_threshold == 0.4
-    assert spec.line_of("validation.min_rows") == 31
+    assert (spec.promotion.suspect_drop, spec.promotion.approval_timeout_hours) == (0.2, 0.5)
+    assert spec.promotion.max_importance_share == 0.6
+    assert spec.line_of("validation.min_rows") == 34
     assert spec.to_dict()["validation"]["min_rows"] == 10
     assert spec_from_json(spec.to_json()) == spec

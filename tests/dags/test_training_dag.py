@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import pytest
 from airflow.dag_processing.dagbag import DagBag
+from airflow.providers.standard.operators.hitl import HITLBranchOperator
 from airflow.sdk import DAG
 from airflow.sdk.definitions.mappedoperator import MappedOperator
 from airflow.sdk.exceptions import AirflowFailException
@@ -95,6 +97,51 @@ def test_every_model_gets_the_same_pipeline(dagbag: DagBag, dag_id: str) -> None
     assert sorted(t for _, t in inspection.container_tasks(dagbag) if _ == dag_id) == sorted(
         CONTAINER_TASKS
     )
+
+
+@pytest.mark.parametrize("dag_id", FACTORY_DAGS)
+def test_deploy_or_skip_asks_a_person_with_skip_as_the_default(dagbag: DagBag, dag_id: str) -> None:
+    spec = load_spec(FACTORY_DAGS[dag_id])
+    gate = _dag(dagbag, dag_id).get_task("deploy_or_skip")
+    assert isinstance(gate, HITLBranchOperator)
+    assert gate.options_mapping == {"Deploy": "deploy", "Skip": "skip_deploy"}
+    assert gate.defaults == ["Skip"] and not gate.multiple
+    assert gate.response_timeout == timedelta(hours=spec.promotion.approval_timeout_hours)
+    assert gate.retries == 0
+
+
+class _Evaluate:
+    def __init__(self, evaluation: dict[str, Any]) -> None:
+        self.evaluation = evaluation
+
+    def xcom_pull(self, task_ids: str) -> dict[str, Any]:
+        assert task_ids == "evaluate"
+        return self.evaluation
+
+
+def test_the_approval_request_shows_the_drift_and_renders_empty_otherwise(dagbag: DagBag) -> None:
+    gate = _dag(dagbag, "ml_training_pipeline").get_task("deploy_or_skip")
+    body = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(gate.body)
+    drifted = {
+        "needs_approval": True,
+        "reason": "candidate roc_auc 0.8100 beats champion version 1 (0.7900) by +0.0200",
+        "metric": "roc_auc",
+        "candidate": {"score": 0.81, "run_id": "abc"},
+        "champion": {"version": "1"},
+        "drift": {
+            "reference": "profile of champion version 1",
+            "threshold": 0.25,
+            "drifted": ["age"],
+            "features": {"age": {"psi": 0.61, "ks": 0.3}, "tenure_months": {"psi": 0.02}},
+        },
+    }
+    text = body.render(ti=_Evaluate(drifted), params={"model_name": "churn-classifier"})
+    assert "**churn-classifier**: candidate roc_auc 0.8100 beats" in text
+    assert "- `age`: PSI 0.610 (drifted)" in text
+    assert "- `tenure_months`: PSI 0.020\n" in text
+    assert "after 24 h" in text
+    calm = {"needs_approval": False, "reason": "no drift", "drift": None}
+    assert body.render(ti=_Evaluate(calm), params={"model_name": "m"}).strip() == ""
 
 
 @pytest.mark.parametrize("dag_id", FACTORY_DAGS)

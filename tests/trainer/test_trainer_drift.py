@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml_contract import Column, ModelSpec
-from trainer.drift import category_psi, feature_drift, psi
+from ml_contract import Column, ModelSpec, Promotion
+from trainer.drift import category_psi, feature_drift, profile_drift, psi
+from trainer.profile import profile_frame
 
 
 def test_psi_is_small_for_the_same_distribution() -> None:
@@ -112,3 +113,64 @@ def test_generated_partitions_drift_as_asked(drift: float, tmp_path, churn_spec:
     report = feature_drift(paths["ref"], paths["cur"], churn_spec.features)
     worst = max(d["psi"] for d in report.values())
     assert (worst >= 0.2) == (drift > 0), report
+
+
+def _profile_spec() -> ModelSpec:
+    return ModelSpec(
+        model="m",
+        task="regression",
+        key="id",
+        label="y",
+        columns=(
+            Column("id", "int64"),
+            Column("x", "float64"),
+            Column("kind", "string", nullable=True, categories=("a", "b", "c")),
+            Column("y", "float64"),
+        ),
+        metric="rmse",
+        promotion=Promotion(threshold=10.0),
+    )
+
+
+def test_profile_drift_matches_sample_drift_on_the_same_data() -> None:
+    """Against the reference's own profile: small for the same distribution, large on a
+    shift, and close to the PSI computed from the reference rows themselves."""
+    rng = np.random.default_rng(5)
+    spec = _profile_spec()
+
+    def frame(loc: float, p: list[float], rows: int = 4000) -> pd.DataFrame:
+        kinds = rng.choice(["a", "b", "c", None], rows, p=p)
+        return pd.DataFrame(
+            {"id": range(rows), "x": rng.normal(loc, 1.0, rows), "kind": kinds, "y": 0.0}
+        )
+
+    reference = frame(0.0, [0.5, 0.3, 0.1, 0.1])
+    profile = profile_frame(reference, spec)
+    calm = profile_drift(profile, frame(0.0, [0.5, 0.3, 0.1, 0.1]), spec.features)
+    moved = profile_drift(profile, frame(1.0, [0.1, 0.2, 0.3, 0.4]), spec.features)
+
+    assert set(calm) == {"x", "kind"}
+    assert calm["x"]["psi"] < 0.03 and calm["kind"]["psi"] < 0.01
+    assert moved["x"]["psi"] > 0.25 and moved["kind"]["psi"] > 0.5
+    assert 0.3 < moved["x"]["ks"] <= 0.45  # the exact KS of a 1-sigma shift is 0.38
+    assert moved["x"]["psi"] == pytest.approx(
+        psi(reference["x"].to_numpy(), frame(1.0, [1, 0, 0, 0])["x"].to_numpy()), rel=0.5
+    )
+
+
+def test_profile_drift_sees_values_beyond_the_reference_max() -> None:
+    spec = _profile_spec()
+    reference = pd.DataFrame({"id": range(1000), "x": np.linspace(0, 1, 1000), "kind": "a"})
+    profile = profile_frame(reference.assign(y=0.0), spec)
+    scaled = reference.assign(x=reference["x"] * 1e12, y=0.0)
+    report = profile_drift(profile, scaled, spec.features)
+    assert report["x"]["psi"] > 5
+    assert report["kind"]["psi"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_profile_drift_leaves_out_features_the_profile_lacks() -> None:
+    spec = _profile_spec()
+    reference = pd.DataFrame({"id": range(100), "x": np.arange(100.0), "kind": "a", "y": 0.0})
+    profile = profile_frame(reference, spec)
+    del profile["columns"]["kind"]
+    assert set(profile_drift(profile, reference, spec.features)) == {"x"}

@@ -76,6 +76,7 @@ def test_the_first_model_that_passes_wins_when_there_is_no_champion(
     assert importance["on"] == "test split"  # no champion: the candidate's own golden set
     assert fresh == {
         "should_deploy": True,
+        "needs_approval": False,
         "reason": f"no champion yet; candidate roc_auc {score:.4f} meets the minimum 0.7000",
         "metric": "roc_auc",
         "higher_is_better": True,
@@ -83,7 +84,10 @@ def test_the_first_model_that_passes_wins_when_there_is_no_champion(
             "threshold": 0.7,
             "min_improvement": 0.005,
             "golden_tolerance": 0.02,
+            "suspect_drop": 0.1,
             "breaking_change": False,
+            "drift_threshold": 0.25,
+            "max_importance_share": None,
         },
         "candidate": {
             "model_uri": candidate["model_uri"],
@@ -94,6 +98,7 @@ def test_the_first_model_that_passes_wins_when_there_is_no_champion(
         "golden": None,
         "suspect_data": False,
         "signature": {"breaks": [], "allowed": True},
+        "drift": None,
     }
     run = MlflowClient().get_run(candidate["run_id"])
     assert run.data.metrics["eval_roc_auc"] == pytest.approx(score)

@@ -79,7 +79,7 @@ def test_a_corrupted_day_is_suspect_and_a_golden_regression_is_refused(
     suspect = _evaluate(run_cli, prepared_copy, good, model_name)
     today = suspect["champion"]["score"]
     recorded = good["metrics"]["test_roc_auc"]
-    assert recorded - today > 0.02
+    assert recorded - today > churn_spec.promotion.suspect_drop
     assert suspect["should_deploy"] is False
     assert suspect["suspect_data"] is True
     assert suspect["reason"].startswith(
@@ -160,3 +160,27 @@ def test_signature_breaks_names_each_retyped_dropped_or_new_required_input():
     ]
     assert signature_breaks(champion, champion, "champion version 3") == []
     assert signature_breaks(None, candidate, "champion version 3") == []
+
+
+def test_one_feature_carrying_too_much_importance_is_refused(
+    run_cli, prepared: Path, mlflow_uri: str, monkeypatch, churn_spec: ModelSpec
+):
+    candidate = _train(run_cli, prepared)
+    model_name = unique("churn")  # no champion: only the candidate's own gates apply
+    # Eight features: the largest share is at least 1/8, so 0.1 refuses any model.
+    _with_spec(monkeypatch, churn_spec, max_importance_share=0.1)
+    refused = _evaluate(run_cli, prepared, candidate, model_name)
+    shares = refused["importance"]["shares"]
+    top, share = max(shares.items(), key=lambda item: item[1])
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert refused["should_deploy"] is False
+    assert refused["reason"] == (
+        f"feature {top!r} carries {share:.0%} of the candidate's permutation importance "
+        "on the test split, above promotion.max_importance_share 0.1"
+    )
+    assert refused["thresholds"]["max_importance_share"] == 0.1
+
+    _with_spec(monkeypatch, churn_spec, max_importance_share=1.0)
+    allowed = _evaluate(run_cli, prepared, candidate, model_name)
+    assert allowed["should_deploy"] is True, allowed["reason"]
+    assert allowed["drift"] is None and allowed["needs_approval"] is False

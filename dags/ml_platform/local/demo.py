@@ -18,6 +18,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from ml_platform.approval import describe_approval
 from ml_platform.local.mlflow_server import local_mlflow_server
 from ml_platform.local.run_dag import DAGS_FOLDER, local_environment
 
@@ -44,11 +45,13 @@ def run_dag_locally(
     data: GeneratedData | None = None,
     dags_folder: Path = DAGS_FOLDER,
     existing_data: bool = False,
+    approval: list[str] | None = None,
 ) -> dict[str, Any]:
     """Run the DAG in a process of its own (Airflow reads its settings at import).
 
     `data` generates the day's partition first; `existing_data` runs on the one already under
-    <local_dir>/datasets and stops with one line when there is none.
+    <local_dir>/datasets and stops with one line when there is none. `approval` holds run_dag's
+    answer flags (`--approve`, `--reject`, `--approval-timeout S`).
     """
     env = {**os.environ, **local_environment(local_dir, mlflow_uri, dags_folder)}
     command = [sys.executable, "-m", "ml_platform.local.run_dag", dag_id]
@@ -58,6 +61,7 @@ def run_dag_locally(
         command += ["--rows", str(data.rows)] if data.rows is not None else []
     elif existing_data:
         command.append("--existing-data")
+    command += approval or []
     with tempfile.TemporaryDirectory() as tmp:
         result_file = Path(tmp) / "outcome.json"
         finished = subprocess.run(
@@ -96,6 +100,8 @@ def _task_lines(outcome: dict[str, Any]) -> list[str]:
 def format_summary(outcome: dict[str, Any], mlflow_ui: str) -> str:
     results = outcome["results"]
     lines = [f"DAG run {outcome['run_id']}: {outcome['state']} in {outcome['wall_s']:.0f}s"]
+    for task_id, reason in (outcome.get("failures") or {}).items():
+        lines.append(f"  stopped at {task_id}: {reason}")
     if "check_drift" in results:
         report = results["check_drift"]
         triggered = outcome["task_states"].get("trigger_training") == ["success"]
@@ -128,8 +134,18 @@ def format_summary(outcome: dict[str, Any], mlflow_ui: str) -> str:
         )
     else:
         lines.append("  deployed:     nothing (the champion stays)")
+    if summary.get("approval") is not None:
+        lines.append(f"  approval:     {describe_approval(summary['approval'])}")
     lines.append(f"  MLflow UI:    {mlflow_ui}")
     return "\n".join(lines)
+
+
+def approval_flags(args: argparse.Namespace) -> list[str]:
+    """run_dag's flags for how the run's approvals are answered."""
+    flags = ["--approve"] if args.approve else ["--reject"] if args.reject else []
+    if args.approval_timeout is not None:
+        flags += ["--approval-timeout", str(args.approval_timeout)]
+    return flags
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,6 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dags-folder", type=Path, default=DAGS_FOLDER, help="where the DAG file lies"
     )
+    answer = parser.add_mutually_exclusive_group()
+    answer.add_argument("--approve", action="store_true", help="approve a drifted deploy")
+    answer.add_argument("--reject", action="store_true", help="refuse a drifted deploy")
+    parser.add_argument(
+        "--approval-timeout", type=float, metavar="S", help="no answer: defaults after S s"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     local_dir = args.local_dir.resolve()
@@ -163,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             data=None if args.existing_data else GeneratedData(args.drift, args.rows),
             dags_folder=args.dags_folder,
             existing_data=args.existing_data,
+            approval=approval_flags(args),
         )
     print()
     ui = f"run `make mlflow-ui MLFLOW_PORT={args.mlflow_port}`, then open http://127.0.0.1:{args.mlflow_port}"

@@ -1,14 +1,15 @@
 """Run a DAG of this repo on one machine: real Airflow (dag.test), container tasks as processes.
 
     python -m ml_platform.local.run_dag DAG_ID [--date D] [--conf JSON]
-        [--generate-data | --existing-data]
+        [--generate-data | --existing-data] [--approve | --reject] [--approval-timeout S]
 
 The environment must be set before Airflow is imported, so this runs in its own process;
 `local_environment` is what ml_platform.local.demo (and the tests) hand to it. With
 --generate-data, each partition the DAG waits for is generated first, from the demo source
 its DAG named (ml_platform.local.partitions); with --existing-data, the partition already
 under <local dir>/datasets/.../daily/<date>/ is used as it is (the run stops with one line
-when there is none).
+when there is none). A task waiting for a person (human-in-the-loop) is answered by
+ml_platform.local.approvals: --approve, --reject, the terminal, or its defaults at the deadline.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from ml_platform.local.approvals import ApprovalPolicy, answering, policy_from_flags
+from ml_platform.local.failures import record_failures
 from ml_platform.local.partitions import (
     daily_partition_dir,
     demo_source,
@@ -134,8 +137,16 @@ def require_existing_data(dag: Any, local_dir: Path, day: date) -> None:
         log.info("using the partition already in %s", where)
 
 
-def run(dag: Any, logical_date: datetime, conf: dict[str, Any]) -> dict[str, Any]:
-    """dag.test() one run; returns the run's state, each task's states and results."""
+def run(
+    dag: Any,
+    logical_date: datetime,
+    conf: dict[str, Any],
+    approvals: ApprovalPolicy | None = None,
+) -> dict[str, Any]:
+    """dag.test() one run; returns the run's state, each task's states and results.
+
+    `approvals` answers the run's human-in-the-loop requests (default: their defaults at
+    the deadline)."""
     from airflow.models.dagrun import DagRun
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
@@ -143,7 +154,9 @@ def run(dag: Any, logical_date: datetime, conf: dict[str, Any]) -> dict[str, Any
 
     dag_id = dag.dag_id
     started = time.monotonic()
-    dag_run = dag.test(logical_date=logical_date, run_conf=conf or None)
+    failures = record_failures()
+    with answering(dag_id, approvals or ApprovalPolicy()) as responder:
+        dag_run = dag.test(logical_date=logical_date, run_conf=conf or None)
     wall_s = time.monotonic() - started
     with create_session() as session:
         task_states: dict[str, list[str]] = {}
@@ -172,6 +185,8 @@ def run(dag: Any, logical_date: datetime, conf: dict[str, Any]) -> dict[str, Any
         "task_durations_s": durations,
         "results": results,
         "dag_runs": dag_runs,
+        "approvals": responder.answered,
+        "failures": failures.reasons,
     }
 
 
@@ -196,6 +211,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rows", type=int, help="rows of generated data (default: the source's own)"
     )
+    answer = parser.add_mutually_exclusive_group()
+    answer.add_argument("--approve", action="store_true", help="approve what the run asks")
+    answer.add_argument("--reject", action="store_true", help="reject what the run asks")
+    parser.add_argument(
+        "--approval-timeout",
+        type=float,
+        metavar="S",
+        help="with no answer given, take a request's defaults after S seconds "
+        "(default: at its own deadline; a terminal is asked instead when there is one)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if os.environ.get(RUNTIME_ENV) != "local" or "AIRFLOW_HOME" not in os.environ:
@@ -208,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.existing_data:
         require_existing_data(dag, local_dir, args.date)
     logical_date = datetime(args.date.year, args.date.month, args.date.day, tzinfo=UTC)
-    outcome = run(dag, logical_date, args.conf)
+    policy = policy_from_flags(args.approve, args.reject, args.approval_timeout)
+    outcome = run(dag, logical_date, args.conf, policy)
     if args.result_file:
         args.result_file.write_text(json.dumps(outcome, indent=2, default=str))
     print(json.dumps({k: outcome[k] for k in ("dag_id", "run_id", "state", "wall_s")}))

@@ -1,8 +1,9 @@
-"""Feature drift between a reference sample and a current one: PSI and the KS statistic."""
+"""Feature drift of a current sample against a reference sample, or against a reference
+profile (trainer.profile): PSI and the KS statistic."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,7 @@ import pandas as pd
 from scipy import stats
 
 from ml_contract import Column
+from trainer.profile import category_key
 
 PSI_BINS = 10
 # Empty bins would make PSI infinite; a small floor keeps it finite and comparable.
@@ -64,5 +66,54 @@ def feature_drift(
             "psi": round(psi(ref, cur), 6),
             "ks": round(float(ks.statistic), 6),
             "ks_pvalue": float(ks.pvalue),
+        }
+    return report
+
+
+def profile_drift(
+    profile: Mapping[str, Any], frame: pd.DataFrame, features: Iterable[Column]
+) -> dict[str, dict[str, float]]:
+    """PSI (and a KS bound) of each feature of `frame` against a reference profile.
+
+    A profile keeps quantiles, not rows: numeric features are binned on the profile's
+    interior quantiles, the reference's share of each bin read off the quantile levels, and
+    the KS statistic is taken at those edges (a lower bound of the exact one). Categorical
+    features compare category shares, nulls counted as one more category. Features the
+    profile lacks (a new input) are left out.
+    """
+    report: dict[str, dict[str, float]] = {}
+    columns = profile.get("columns", {})
+    for column in features:
+        stats = columns.get(column.name)
+        if stats is None or column.name not in frame.columns:
+            continue
+        values = frame[column.name]
+        if stats["kind"] == "categorical":
+            null_rate = float(stats.get("null_rate", 0.0))
+            reference = {k: v * (1 - null_rate) for k, v in stats["frequencies"].items()}
+            present = values[values.notna()].map(category_key)
+            keys = sorted(set(reference) | set(present.unique().tolist()))
+            counts = present.value_counts()
+            actual = [counts.get(k, 0) / max(len(values), 1) for k in keys]
+            actual.append(float(values.isna().mean()) if len(values) else 0.0)
+            expected = [reference.get(k, 0.0) for k in keys] + [null_rate]
+            value = _psi_of_shares(np.asarray(expected), np.asarray(actual))
+            report[column.name] = {"psi": round(value, 6)}
+            continue
+        quantiles = stats.get("quantiles")
+        numbers = pd.to_numeric(values).to_numpy(np.float64)
+        numbers = numbers[np.isfinite(numbers)]
+        if not quantiles or not len(numbers):
+            continue
+        levels = sorted((float(q), v) for q, v in quantiles.items() if v is not None)
+        edges = np.unique([v for q, v in levels if 0.0 < q < 1.0])
+        # The reference CDF at each edge: the highest quantile level at or below it.
+        ref_cdf = np.asarray([max((q for q, v in levels if v <= e), default=0.0) for e in edges])
+        cur_cdf = np.searchsorted(np.sort(numbers), edges, side="right") / len(numbers)
+        expected = np.diff(np.concatenate([[0.0], ref_cdf, [1.0]]))
+        actual = np.diff(np.concatenate([[0.0], cur_cdf, [1.0]]))
+        report[column.name] = {
+            "psi": round(_psi_of_shares(expected, actual), 6),
+            "ks": round(float(np.max(np.abs(ref_cdf - cur_cdf))) if len(edges) else 0.0, 6),
         }
     return report

@@ -11,6 +11,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from ml_contract import Metric, ModelSpec, metrics_for
+from trainer.drift import profile_drift
 from trainer.errors import TrainerError
 from trainer.golden import (
     GOLDEN_ARTIFACT,
@@ -22,7 +23,8 @@ from trainer.golden import (
 )
 from trainer.metrics import score
 from trainer.prepared import load_prepared
-from trainer.registry import CHAMPION_ALIAS, champion_version
+from trainer.profile import PROFILE_ARTIFACT
+from trainer.registry import CHAMPION_ALIAS, champion_version, run_artifact_dict
 
 log = logging.getLogger(__name__)
 
@@ -123,15 +125,19 @@ def run_evaluate(
 
     The spec gives metric and thresholds. Refused, whatever today's split says: an input
     schema that breaks the champion's (unless promotion.breaking_change), a day on which the
-    champion falls below its own recorded golden score by more than promotion.golden_tolerance
-    (suspect data), and a candidate that falls below the champion on the golden set by more
-    than that tolerance.
+    champion falls below its own recorded golden score by more than promotion.suspect_drop
+    (suspect data), a candidate that falls below the champion on the golden set by more
+    than promotion.golden_tolerance, and one feature carrying more than
+    promotion.max_importance_share of the candidate's permutation importance. A deploy on a
+    day whose PSI against the champion's profile reaches promotion.drift_threshold needs a
+    person's approval (`needs_approval`; the DAG asks for it).
     """
     metric = deciding_metric(spec, metric_name)
     threshold = spec.promotion.threshold if threshold is None else threshold
     if min_improvement is None:
         min_improvement = spec.promotion.min_improvement
     tolerance = spec.promotion.golden_tolerance
+    suspect_drop = spec.promotion.suspect_drop
     client = MlflowClient()
     if run_id is not None:
         try:
@@ -190,12 +196,13 @@ def run_evaluate(
             recorded = golden_result["champion_recorded_score"]
             collapse = metric.better(champion_result["score"], recorded)
             golden_result["champion_change_today"] = collapse
-            golden_result["suspect_data"] = collapse < -tolerance
+            golden_result["suspect_data"] = collapse < -suspect_drop
             if golden_result["suspect_data"]:
                 checks.append(
                     f"the day's data is suspect: {label} scores {metric.name} "
                     f"{champion_result['score']:.4f} on it, {collapse:+.4f} against its "
-                    f"recorded {recorded:.4f} on its golden set (tolerance {tolerance:.4f})"
+                    f"recorded {recorded:.4f} on its golden set "
+                    f"(promotion.suspect_drop {suspect_drop:.4f})"
                 )
         elif golden_result is not None:
             golden_result["champion_change_today"] = None
@@ -203,6 +210,7 @@ def run_evaluate(
     else:
         label = ""
         log.info("model %r has no @%s version", model_name, CHAMPION_ALIAS)
+    drift = _drift(spec, champion, label, prepared)
 
     should_deploy, reason = decide(
         metric,
@@ -229,7 +237,6 @@ def run_evaluate(
                 f"{golden_result['champion_score']:.4f}, beyond the tolerance {tolerance:.4f}"
             ),
         )
-    log.info("should_deploy=%s: %s", should_deploy, reason)
 
     candidate_run = run_id or candidate.metadata.run_id
     # On the champion's golden set; with no champion, on the candidate's own (today's split).
@@ -239,6 +246,17 @@ def run_evaluate(
         )
     else:
         importance = _importance(spec, metric, candidate, model_uri, test.frame, "test split")
+    dominant = _dominant_feature(importance, spec.promotion.max_importance_share)
+    if should_deploy and dominant:
+        should_deploy, reason = False, dominant
+    needs_approval = bool(should_deploy and drift and drift["drifted"])
+    if needs_approval:
+        drifted = ", ".join(drift["drifted"])
+        reason += (
+            f"; but the day drifted from {label}'s training data (PSI >= {drift['threshold']:g} "
+            f"on {drifted}, max {drift['max_psi']:.3f}): deploying needs a person's approval"
+        )
+    log.info("should_deploy=%s needs_approval=%s: %s", should_deploy, needs_approval, reason)
     if run_id is not None:
         metrics = {f"eval_{metric.name}": candidate_score}
         if champion_result is not None and champion_result["score"] is not None:
@@ -247,9 +265,12 @@ def run_evaluate(
             metrics[f"eval_golden_{metric.name}"] = golden_result["candidate_score"]
             metrics[f"eval_golden_champion_{metric.name}"] = golden_result["champion_score"]
             metrics["eval_golden_change"] = golden_result["change"]
+        if drift:
+            metrics["eval_max_psi"] = drift["max_psi"]
         for key, value in metrics.items():
             client.log_metric(run_id, key, value)
         client.set_tag(run_id, "should_deploy", str(should_deploy).lower())
+        client.set_tag(run_id, "eval.needs_approval", str(needs_approval).lower())
         client.set_tag(run_id, "eval.reason", reason)
         client.set_tag(
             run_id,
@@ -264,6 +285,7 @@ def run_evaluate(
             client.set_tag(run_id, "eval.golden_dataset_version", golden_result["dataset_version"])
     return {
         "should_deploy": should_deploy,
+        "needs_approval": needs_approval,
         "reason": reason,
         "metric": metric.name,
         "higher_is_better": metric.higher_is_better,
@@ -271,7 +293,10 @@ def run_evaluate(
             "threshold": threshold,
             "min_improvement": min_improvement,
             "golden_tolerance": tolerance,
+            "suspect_drop": suspect_drop,
             "breaking_change": spec.promotion.breaking_change,
+            "drift_threshold": spec.promotion.drift_threshold,
+            "max_importance_share": spec.promotion.max_importance_share,
         },
         "candidate": {
             "model_uri": model_uri,
@@ -283,8 +308,49 @@ def run_evaluate(
         "golden": golden_result,
         "suspect_data": bool(golden_result and golden_result["suspect_data"]),
         "signature": {"breaks": breaks, "allowed": not breaks or spec.promotion.breaking_change},
+        "drift": drift,
         "importance": importance,
     }
+
+
+def _drift(spec: ModelSpec, champion, label: str, prepared) -> dict | None:
+    """The day's PSI per feature against the champion's reference profile; None without one."""
+    profile = run_artifact_dict(champion, PROFILE_ARTIFACT)
+    if profile is None:
+        return None
+    day = pd.concat(
+        [prepared.split(name).frame for name in ("train", "val", "test")], ignore_index=True
+    )
+    features = profile_drift(profile, day, spec.features)
+    if not features:
+        return None
+    threshold = spec.promotion.drift_threshold
+    max_psi = max(d["psi"] for d in features.values())
+    drifted = sorted(name for name, d in features.items() if d["psi"] >= threshold)
+    log.info(
+        "drift against the profile of %s: max PSI %.3f (threshold %g)", label, max_psi, threshold
+    )
+    return {
+        "reference": f"profile of {label}",
+        "threshold": threshold,
+        "max_psi": max_psi,
+        "drifted": drifted,
+        "features": features,
+    }
+
+
+def _dominant_feature(importance: dict, max_share: float | None) -> str | None:
+    """The refusal when one feature carries more than `max_share` of the importance."""
+    shares = importance.get("shares") or {}
+    if max_share is None or not shares:
+        return None
+    feature, share = max(shares.items(), key=lambda item: item[1])
+    if share <= max_share:
+        return None
+    return (
+        f"feature {feature!r} carries {share:.0%} of the candidate's permutation importance "
+        f"on the {importance['on']}, above promotion.max_importance_share {max_share:g}"
+    )
 
 
 def _model_inputs(model: mlflow.pyfunc.PyFuncModel, frame: pd.DataFrame, spec: ModelSpec):
@@ -359,12 +425,19 @@ def _importance(
         score_rows, inputs, list(inputs.columns), metric, IMPORTANCE_SEED, IMPORTANCE_REPEATS
     )
     ranked = sorted(values.items(), key=lambda item: item[1], reverse=True)
+    # Shares of the positive importance: a feature whose shuffling helps carries nothing.
+    total = sum(max(value, 0.0) for value in values.values())
+    shares = {name: max(value, 0.0) / total for name, value in values.items()} if total else {}
     return {
         "on": on,
         "metric": metric.name,
         "rows": len(rows),
         "repeats": IMPORTANCE_REPEATS,
-        "top": [{"feature": name, "importance": value} for name, value in ranked[:5]],
+        "top": [
+            {"feature": name, "importance": value, "share": shares.get(name)}
+            for name, value in ranked[:5]
+        ],
+        "shares": shares,
         "all": values,
     }
 
