@@ -166,4 +166,9 @@ def test_an_approved_drifted_day_deploys_and_says_who_approved(
     assert aliases["champion"] == summary["deployed"]["version"] == versions[-1] != "1"
     rows = pd.read_parquet(_partition(local_dir, APPROVED_DAY)).head(3)
     assert _served(summary["deployed"]["endpoint"], rows)[0] == versions[-1]
-    assert "approval:     Deploy chosen by" in format_summary(outcome, "ui")
+    text = format_summary(outcome, "ui")
+    assert "approval:     Deploy chosen by" in text
+    assert (
+        "  drift:        max PSI " in text and "against the profile of champion version 1" in text
+    )
+    assert "  importance:   " in text

@@ -97,6 +97,26 @@ def _task_lines(outcome: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _gate_lines(gates: dict[str, Any]) -> list[str]:
+    """The numbers behind the decision: drift and the features the candidate leans on."""
+    lines = []
+    drift = gates.get("drift")
+    if drift:
+        drifted = ", ".join(drift["drifted"]) or "none"
+        lines.append(
+            f"  drift:        max PSI {drift['max_psi']:.3f} against the {drift['reference']} "
+            f"(threshold {drift['threshold']:g}; drifted: {drifted})"
+        )
+    top = gates.get("importance_top") or []
+    if top:
+        shown = ", ".join(
+            f"{t['feature']} {t['share']:.0%}" if t.get("share") is not None else t["feature"]
+            for t in top
+        )
+        lines.append(f"  importance:   {shown}")
+    return lines
+
+
 def format_summary(outcome: dict[str, Any], mlflow_ui: str) -> str:
     results = outcome["results"]
     lines = [f"DAG run {outcome['run_id']}: {outcome['state']} in {outcome['wall_s']:.0f}s"]
@@ -118,6 +138,7 @@ def format_summary(outcome: dict[str, Any], mlflow_ui: str) -> str:
         "  best metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())),
         f"  decision:     {summary['reason']}",
     ]
+    lines += _gate_lines(summary.get("gates") or {})
     champion = summary["champion_before"]
     lines.append(
         f"  champion before this run: version {champion['version']}"
