@@ -246,6 +246,9 @@ def test_evaluate_decides_with_the_metric_and_direction_of_the_spec(
         "min_improvement": spec.promotion.min_improvement,
         "golden_tolerance": spec.promotion.golden_tolerance,
         "breaking_change": spec.promotion.breaking_change,
+        "suspect_drop": spec.promotion.suspect_drop,
+        "drift_threshold": spec.promotion.drift_threshold,
+        "max_importance_share": spec.promotion.max_importance_share,
     }
     assert first["should_deploy"] is True
     assert first["reason"] == (
