@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         "--parse-budget",
         type=float,
         metavar="SECONDS",
-        help=f"warm parse time allowed per file (default: ${BUDGET_ENV}, else 0.2)",
+        help=f"warm parse CPU time allowed per file (default: ${BUDGET_ENV}, else 0.2)",
     )
     budget.add_argument("--no-parse-time", action="store_true", help="skip the parse timing")
     parser.add_argument(
