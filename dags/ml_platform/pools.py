@@ -14,10 +14,19 @@ from kubernetes.utils import parse_quantity
 from ml_platform.settings import GPU_RESOURCE, PlatformConfig, Pool
 
 POOL_LABEL = "ml-platform/pool"
+GPU_TYPE_LABEL = "ml-platform/gpu-type"  # the pool's own gpu.type, never a stand-in
+
+
+TOO_BIG_FIX = "ask for no more cpu and memory (sidecars included) than one node has allocatable"
 
 
 class NoPoolError(ValueError):
-    """No node pool of the environment can run what was asked for."""
+    """No node pool of the environment can run what was asked for; `fix` says what to change
+    when it differs from the usual (ask for what a pool offers)."""
+
+    def __init__(self, message: str, fix: str | None = None) -> None:
+        super().__init__(message)
+        self.fix = fix
 
 
 def select_pool(config: PlatformConfig, gpus: int = 0, gpu_type: str | None = None) -> Pool:
@@ -31,19 +40,39 @@ def select_pool(config: PlatformConfig, gpus: int = 0, gpu_type: str | None = No
             if not pool.has_gpus and not _hard_taints(pool):
                 return pool
         raise NoPoolError(f"environment {config.environment!r} has no untainted CPU pool")
-    candidates = [p for p in config.pools if p.has_gpus]
-    if gpu_type:
-        candidates = [p for p in candidates if p.gpu_type == gpu_type]
+    gpu_pools = [p for p in config.pools if p.has_gpus]
+    candidates = [p for p in gpu_pools if not gpu_type or p.offers_gpu_type(gpu_type)]
     fitting = [p for p in candidates if p.gpus_per_node >= gpus]
     if fitting:
-        return min(fitting, key=lambda p: p.gpus_per_node)
-    gpu_pools = [p for p in config.pools if p.has_gpus]
-    offered = ", ".join(f"{p.name} ({p.gpus_per_node}x {p.gpu_type})" for p in gpu_pools)
+        # The real type before a stand-in for it (kind), then the smallest node.
+        return min(
+            fitting, key=lambda p: (bool(gpu_type) and p.gpu_type != gpu_type, p.gpus_per_node)
+        )
     wanted = f"{gpus} GPU(s)" + (f" of type {gpu_type!r}" if gpu_type else "")
+    # Only a gpu_type the author did set can be worth leaving out.
+    hint = (
+        f"; without gpu_type={gpu_type!r} it would take any GPU type"
+        if gpu_type and any(p.gpus_per_node >= gpus for p in gpu_pools)
+        else ""
+    )
     raise NoPoolError(
         f"no pool in environment {config.environment!r} offers {wanted} on one node "
-        f"(GPU pools: {offered or 'none'})"
+        f"(GPU pools: {describe_gpu_pools(config)}){hint}"
     )
+
+
+def describe_gpu_pools(config: PlatformConfig) -> str:
+    """The GPU pools on offer, as messages list them: `gpu (2x emulated-gpu, stands in for
+    nvidia-l4)`."""
+    described = []
+    for pool in config.pools:
+        if pool.has_gpus:
+            stand_in = f", stands in for {', '.join(pool.stands_in_for)}"
+            described.append(
+                f"{pool.name} ({pool.gpus_per_node}x {pool.gpu_type}"
+                f"{stand_in if pool.stands_in_for else ''})"
+            )
+    return ", ".join(described) or "none"
 
 
 def _hard_taints(pool: Pool) -> list:
@@ -136,8 +165,18 @@ def _resource_total(pod: k8s.V1Pod, resource: str) -> float:
     return total
 
 
-def unschedulable_reason(pod: k8s.V1Pod, pool: Pool) -> str | None:
-    """Why `pod` cannot run on a node of `pool`, or None when it can."""
+def _quantity(resource: str, value: float) -> str:
+    """A summed request written as Kubernetes would: 2010m, 4106Mi, 4Gi."""
+    if resource == "cpu":
+        return f"{value:g}" if value == int(value) else f"{round(value * 1000)}m"
+    for unit, size in (("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
+        if value >= size and value % size == 0:
+            return f"{int(value // size)}{unit}"
+    return f"{value / 2**20:.1f}Mi" if value >= 2**20 else f"{value:g}"
+
+
+def placement_reason(pod: k8s.V1Pod, pool: Pool) -> str | None:
+    """Why the scheduler would keep `pod` off `pool`'s nodes whatever their size, or None."""
     tolerations = pod.spec.tolerations or []
     for taint in _hard_taints(pool):
         if not _tolerates(tolerations, taint):
@@ -147,6 +186,11 @@ def unschedulable_reason(pod: k8s.V1Pod, pool: Pool) -> str | None:
             return f"nodeSelector {key}={value} does not match the pool's labels"
     if not _affinity_matches(pod.spec.affinity, pool.labels):
         return "required node affinity does not match the pool's labels"
+    return None
+
+
+def size_reason(pod: k8s.V1Pod, pool: Pool) -> str | None:
+    """Why `pod` is too big for one node of `pool` (all containers, sidecars included)."""
     gpus = gpu_request(pod)
     if gpus > pool.gpus_per_node:
         return f"asks for {gpus} GPU(s), nodes have {pool.gpus_per_node}"
@@ -154,8 +198,15 @@ def unschedulable_reason(pod: k8s.V1Pod, pool: Pool) -> str | None:
         capacity = pool.node_allocatable.get(resource)
         wanted = _resource_total(pod, resource)
         if capacity and wanted > float(parse_quantity(capacity)):
-            return f"requests {resource} {wanted:g} over a node's allocatable {capacity}"
+            # All containers together, sidecars included: what the scheduler adds up.
+            wanted_text = _quantity(resource, wanted)
+            return f"requests {resource} {wanted_text} over a node's allocatable {capacity}"
     return None
+
+
+def unschedulable_reason(pod: k8s.V1Pod, pool: Pool) -> str | None:
+    """Why `pod` cannot run on a node of `pool`, or None when it can."""
+    return placement_reason(pod, pool) or size_reason(pod, pool)
 
 
 def fitting_pools(pod: k8s.V1Pod, config: PlatformConfig) -> list[Pool]:
@@ -167,7 +218,18 @@ def check_schedulable(pod: k8s.V1Pod, config: PlatformConfig) -> Pool:
     pools = fitting_pools(pod, config)
     if pools:
         return pools[0]
+    name, env = pod.metadata.name, config.environment
+    gpus = gpu_request(pod)
+    placed = [
+        p for p in config.pools if placement_reason(pod, p) is None and gpus <= p.gpus_per_node
+    ]
+    if placed:
+        # Its pool has the GPUs, its nodes not the CPU or memory: the other pools are noise.
+        reasons = "; ".join(f"{p.name}: {size_reason(pod, p)}" for p in placed)
+        raise NoPoolError(
+            f"pod {name}: too big for every node of the pool it is placed on "
+            f"in environment {env!r} ({reasons})",
+            fix=TOO_BIG_FIX,
+        )
     reasons = "; ".join(f"{p.name}: {unschedulable_reason(pod, p)}" for p in config.pools)
-    raise NoPoolError(
-        f"pod {pod.metadata.name} fits no pool of environment {config.environment!r} ({reasons})"
-    )
+    raise NoPoolError(f"pod {name} fits no pool of environment {env!r} ({reasons})")

@@ -49,10 +49,16 @@ class Pool:
     gpu_type: str | None
     gpus_per_node: int
     node_allocatable: dict[str, str] = field(default_factory=dict)
+    # gpu.stands_in_for: other stacks' GPU types this pool's (emulated) GPUs take work for.
+    stands_in_for: tuple[str, ...] = ()
 
     @property
     def has_gpus(self) -> bool:
         return self.gpus_per_node > 0
+
+    def offers_gpu_type(self, gpu_type: str) -> bool:
+        """Whether a task pinned to `gpu_type` may run here: its own type or a stand-in."""
+        return self.has_gpus and (gpu_type == self.gpu_type or gpu_type in self.stands_in_for)
 
 
 @dataclass(frozen=True)
@@ -132,6 +138,13 @@ def _parse_pool(raw: dict[str, Any], index: int) -> Pool:
     count = int(gpu.get("count", 0))
     if gpu and count < 1:
         raise PlatformConfigError(f"{CONFIG_ENV}: {where}gpu.count must be at least 1")
+    stands_in_for = gpu.get("stands_in_for") or []
+    if not isinstance(stands_in_for, list) or not all(
+        isinstance(t, str) and t for t in stands_in_for
+    ):
+        raise PlatformConfigError(
+            f"{CONFIG_ENV}: {where}gpu.stands_in_for must be a list of GPU type names"
+        )
     labels = _require(raw, "labels", where)
     if not labels:
         raise PlatformConfigError(f"{CONFIG_ENV}: {where}labels must select the pool's nodes")
@@ -142,6 +155,7 @@ def _parse_pool(raw: dict[str, Any], index: int) -> Pool:
         gpu_type=gpu.get("type"),
         gpus_per_node=count,
         node_allocatable=dict(raw.get("node_allocatable") or {}),
+        stands_in_for=tuple(stands_in_for),
     )
 
 

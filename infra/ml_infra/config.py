@@ -51,6 +51,9 @@ class Taint:
 class Gpu:
     type: str
     count: int
+    # kind only: the production GPU types these emulated GPUs stand in for, so a DAG pinned
+    # to one of them is placed (and checked) on kind too.
+    stands_in_for: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -275,9 +278,10 @@ def _gpu(pool: Section, cloud: str, machine_type: str | None) -> Gpu | None:
     if count < 1:
         raise StackConfigError(f"{section.key('count')}: must be at least 1, got {count}")
     gpu_type = _check_label_value(section.str("type"), section.key("type"))
+    stands_in_for = _stands_in_for(section, cloud, gpu_type)
     section.done()
     if cloud == "kind":
-        return Gpu(gpu_type, count)
+        return Gpu(gpu_type, count, stands_in_for)
     offer = gpu_offer(cloud, machine_type or "")
     if offer is None:
         raise StackConfigError(
@@ -294,6 +298,28 @@ def _gpu(pool: Section, cloud: str, machine_type: str | None) -> Gpu | None:
             f"{section.key('count')}: {machine_type} takes {counts} GPU(s) per node, not {count}"
         )
     return Gpu(gpu_type, count)
+
+
+def _stands_in_for(gpu: Section, cloud: str, gpu_type: str) -> tuple[str, ...]:
+    key = gpu.key("stands_in_for")
+    raw = gpu.list("stands_in_for", required=False)
+    if raw and cloud != "kind":
+        raise StackConfigError(
+            f"{key}: only kind's emulated GPUs stand in for other types; a {cloud} pool's "
+            "GPUs are the type its machine carries"
+        )
+    types: list[str] = []
+    for index, value in enumerate(raw):
+        where = f"{key}[{index}]"
+        if not isinstance(value, str):
+            raise StackConfigError(f"{where}: expected a GPU type name, got {value!r}")
+        _check_label_value(value, where)
+        if value == gpu_type:
+            raise StackConfigError(f"{where}: {value!r} is the pool's own gpu.type")
+        if value in types:
+            raise StackConfigError(f"{where}: {value!r} is listed twice")
+        types.append(value)
+    return tuple(types)
 
 
 def _pool(raw: Any, index: int, cloud: str) -> Pool:
@@ -381,6 +407,15 @@ def _pools(root: Section, cloud: str) -> tuple[Pool, ...]:
                     f"{PROJECT}:pools[{index}].nodes: {node} is already in pool {seen_nodes[node]}"
                 )
             seen_nodes[node] = pool.name
+    real_types = {p.gpu.type: p.name for p in pools if p.gpu}
+    for index, pool in enumerate(pools):
+        for s_index, stand_in in enumerate(pool.gpu.stands_in_for if pool.gpu else ()):
+            if stand_in in real_types:
+                raise StackConfigError(
+                    f"{PROJECT}:pools[{index}].gpu.stands_in_for[{s_index}]: pool "
+                    f"{real_types[stand_in]} has real {stand_in} GPUs; a stand-in for them "
+                    "would take their work"
+                )
     if not any(not p.has_gpus and not _hard_taints(p) for p in pools):
         raise StackConfigError(
             f"{root.key('pools')}: needs a CPU pool without NoSchedule/NoExecute taints, "

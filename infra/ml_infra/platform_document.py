@@ -13,12 +13,21 @@ from ml_infra.config import Pool, StackConfig
 from ml_infra.endpoints import mlflow_url, storage_endpoint
 
 
+def _gpu(pool: Pool) -> dict[str, Any] | None:
+    if not pool.gpu:
+        return None
+    gpu: dict[str, Any] = {"type": pool.gpu.type, "count": pool.gpu.count}
+    if pool.gpu.stands_in_for:  # kind only; cloud documents stay as they were
+        gpu["stands_in_for"] = list(pool.gpu.stands_in_for)
+    return gpu
+
+
 def _pool(pool: Pool) -> dict[str, Any]:
     return {
         "name": pool.name,
         "labels": dict(pool.labels),
         "taints": [{"key": t.key, "value": t.value, "effect": t.effect} for t in pool.taints],
-        "gpu": {"type": pool.gpu.type, "count": pool.gpu.count} if pool.gpu else None,
+        "gpu": _gpu(pool),
         "node_allocatable": dict(pool.node_allocatable),
     }
 

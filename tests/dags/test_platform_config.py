@@ -99,6 +99,10 @@ MALFORMED = {
         "missing key pools[1].taints[0].key",
     ),
     "gpu count 0": (_setting(0, "pools", 1, "gpu", "count"), "pools[1].gpu.count must be"),
+    "stand-in types not a list": (
+        _setting("nvidia-l4", "pools", 1, "gpu", "stands_in_for"),
+        "pools[1].gpu.stands_in_for must be a list of GPU type names",
+    ),
     "empty pools": (_setting([], "pools"), "pools is empty"),
 }
 

@@ -51,10 +51,29 @@ def test_over_a_node(resources: dict, reason: str, platform: PlatformConfig):
 
 
 def test_factory_task_too_big_for_every_node_is_caught(platform: PlatformConfig):
-    """The factory picks the pool by GPUs only; the contract check catches the size."""
+    """The factory picks the pool by GPUs only; the contract check catches the size and
+    names only that pool, with its nodes' allocatable and the pod's request (XCom included)."""
     too_big = container_task("too_big", image="trainer", memory="16Gi")
     pod = too_big.build_pod_request_obj(dry_run=True)
     with pytest.raises(NoPoolError) as raised:
         check_schedulable(pod, platform)
-    for pool in platform.pools:
-        assert f"{pool.name}: " in str(raised.value)
+    cpu_pool = select_pool(platform)
+    others = [p.name for p in platform.pools if p != cpu_pool]
+    message = str(raised.value)
+    assert "too big for every node of the pool it is placed on" in message
+    assert f"({cpu_pool.name}: requests memory 16394Mi over a node's allocatable " in message
+    assert cpu_pool.node_allocatable["memory"] in message
+    assert not any(f"{name}: " in message for name in others), message
+    assert raised.value.fix and "allocatable" in raised.value.fix
+
+
+def test_a_gpu_pod_too_big_for_the_gpu_nodes_names_the_gpu_pool(platform: PlatformConfig):
+    gpu_pool = select_pool(platform, gpus=1)
+    too_big = container_task("too_big", image="trainer", gpus=1, cpu="6")
+    pod = too_big.build_pod_request_obj(dry_run=True)
+    with pytest.raises(NoPoolError) as raised:
+        check_schedulable(pod, platform)
+    cpu = gpu_pool.node_allocatable["cpu"]
+    assert f"({gpu_pool.name}: requests cpu 6001m over a node's allocatable {cpu})" in str(
+        raised.value
+    )

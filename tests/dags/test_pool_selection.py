@@ -92,3 +92,42 @@ def test_only_tainted_cpu_pools():
 def test_nonsense_requests(gpus: int, gpu_type: str | None, message: str):
     with pytest.raises(NoPoolError, match=message):
         select_pool(CLOUD, gpus=gpus, gpu_type=gpu_type)
+
+
+# kind: emulated GPUs that stand in for the production type, beside a real pool of it.
+STAND_IN = {
+    **_gpu_pool("emulated", "emulated-gpu", 2),
+    "gpu": {"type": "emulated-gpu", "count": 2, "stands_in_for": ["nvidia-l4"]},
+}
+KIND_LIKE = _config(CPU, STAND_IN)
+
+
+def test_a_production_type_lands_on_the_pool_standing_in_for_it():
+    pool = select_pool(KIND_LIKE, gpus=1, gpu_type="nvidia-l4")
+    assert pool.name == "emulated"
+    # Its affinity selects the labels its nodes carry, not the production type.
+    assert pool.gpu_type == "emulated-gpu"
+    assert select_pool(KIND_LIKE, gpus=2, gpu_type="emulated-gpu").name == "emulated"
+
+
+def test_the_real_type_wins_over_a_stand_in():
+    config = _config(CPU, STAND_IN, _gpu_pool("l4x4", "nvidia-l4", 4))
+    assert select_pool(config, gpus=1, gpu_type="nvidia-l4").name == "l4x4"
+
+
+def test_a_stand_in_offers_no_more_gpus_than_it_has():
+    with pytest.raises(NoPoolError) as raised:
+        select_pool(KIND_LIKE, gpus=4, gpu_type="nvidia-l4")
+    message = str(raised.value)
+    assert "(GPU pools: emulated (2x emulated-gpu, stands in for nvidia-l4))" in message
+    # No pool has 4 GPUs of any type: leaving gpu_type out would not help either.
+    assert "without gpu_type" not in message
+
+
+def test_only_a_gpu_type_that_was_set_is_suggested_away():
+    with pytest.raises(NoPoolError) as typed:
+        select_pool(CLOUD, gpus=1, gpu_type="h100")
+    assert str(typed.value).endswith("; without gpu_type='h100' it would take any GPU type")
+    with pytest.raises(NoPoolError) as untyped:
+        select_pool(CLOUD, gpus=9)
+    assert "gpu_type" not in str(untyped.value)

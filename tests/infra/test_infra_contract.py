@@ -22,6 +22,7 @@ from pulumi_harness import STACKS, declared, stack_values, unwrap
 from ml_platform import inspection, policies
 from ml_platform.pools import check_schedulable, gpu_request
 from ml_platform.settings import CONFIG_ENV, DEFAULT_CONFIG_FILE, PlatformConfig, parse_config
+from tests.pod_security_profile import restricted_violations
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
 
@@ -168,6 +169,7 @@ def test_infra_and_the_dag_library_use_the_same_names():
     from ml_platform import pools, settings
 
     assert conventions.POOL_LABEL == pools.POOL_LABEL
+    assert conventions.GPU_TYPE_LABEL == pools.GPU_TYPE_LABEL
     assert conventions.GPU_RESOURCE == settings.GPU_RESOURCE
     assert conventions.TAINT_EFFECTS == settings.TAINT_EFFECTS
 
@@ -180,3 +182,10 @@ def test_the_sweep_limit_comes_from_the_stack_config(stack: str):
     document = declared(stack).outputs["platform_config"]
     assert document["limits"] == {"max_sweep_combinations": declared_limit}
     assert _config(stack).max_sweep_combinations == declared_limit
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_pod_meets_the_restricted_profile_its_namespace_enforces(stack: str):
+    """Each container, the XCom sidecar included, after the pod_mutation_hook."""
+    for dag_id, task_id, pod in stack_pods(stack):
+        assert restricted_violations(pod) == [], f"{dag_id}.{task_id}"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from pulumi_harness import declared, unwrap
+from pulumi_harness import declared, stack_values, unwrap
 
 from ml_infra import charts
 from ml_infra.conventions import FAKE_GPU_POOL_LABEL
+from ml_platform import policies
+from ml_platform.container import container_task
+from ml_platform.settings import parse_config
 
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
 
@@ -94,3 +97,46 @@ def test_gke_node_pools_with_accelerators_and_drivers():
 def test_gke_enforces_network_policies():
     cluster = declared("dev").of_type("container/cluster:Cluster")[0].inputs
     assert cluster["datapathProvider"] == "ADVANCED_DATAPATH"
+
+
+def _production_gpu_types() -> set[str]:
+    return {
+        pool["gpu"]["type"]
+        for stack in ("dev", "prod")
+        for pool in stack_values(stack)["ml-platform:pools"]
+        if pool.get("gpu")
+    }
+
+
+def _lands_on(pod, node: dict) -> bool:
+    """Whether the scheduler could put `pod` on the node as the NodePatch makes it."""
+    labels, taints = node["metadata"]["labels"], node["spec"]["taints"]
+    required = pod.spec.affinity.node_affinity.required_during_scheduling_ignored_during_execution
+    affinity = any(
+        all(e.operator == "In" and labels.get(e.key) in e.values for e in term.match_expressions)
+        for term in required.node_selector_terms
+    )
+    selector = all(labels.get(k) == v for k, v in (pod.spec.node_selector or {}).items())
+    tolerated = all(
+        any(t.key == taint["key"] and t.value == taint["value"] for t in pod.spec.tolerations)
+        for taint in taints
+    )
+    return affinity and selector and tolerated
+
+
+def test_work_pinned_to_a_production_gpu_type_lands_on_kinds_gpu_node():
+    """Through the factory and the textbook way (a nodeSelector, fixed by the hook)."""
+    config = parse_config(declared("kind").outputs["platform_config"])
+    nodes = {d.inputs["metadata"]["name"]: d.inputs for d in declared("kind").of_type(":NodePatch")}
+    gpu_node = nodes["ml-platform-worker2"]
+    assert _production_gpu_types() == {"nvidia-l4"}
+    for gpu_type in _production_gpu_types():
+        task = container_task("train", image="trainer", gpus=1, gpu_type=gpu_type, config=config)
+        pod = task.build_pod_request_obj(dry_run=True)
+        assert _lands_on(pod, gpu_node), gpu_type
+        assert not _lands_on(pod, nodes["ml-platform-worker"])
+        pod.spec.affinity = None
+        pod.spec.node_selector = {"ml-platform/gpu-type": gpu_type}
+        pod.spec.tolerations = []
+        policies.schedule_gpu_pod(pod, config)
+        assert _lands_on(pod, gpu_node), gpu_type

@@ -152,6 +152,49 @@ BAD_CONFIGS = {
         "ml-platform:pools[0].node_allocatable.memory",
         "is not a Kubernetes quantity",
     ),
+    "GPU stand-in on a cloud pool": (
+        "dev",
+        _set("pools.1.gpu.stands_in_for", ["nvidia-a10g"]),
+        "ml-platform:pools[1].gpu.stands_in_for",
+        "only kind's emulated GPUs stand in for other types",
+    ),
+    "GPU stand-in list that is not a list": (
+        "kind",
+        _set("pools.1.gpu.stands_in_for", "nvidia-l4"),
+        "ml-platform:pools[1].gpu.stands_in_for",
+        "expected a list",
+    ),
+    "GPU stand-in that is the pool's own type": (
+        "kind",
+        _set("pools.1.gpu.stands_in_for", ["nvidia-l4", "emulated-gpu"]),
+        "ml-platform:pools[1].gpu.stands_in_for[1]",
+        "'emulated-gpu' is the pool's own gpu.type",
+    ),
+    "GPU stand-in listed twice": (
+        "kind",
+        _set("pools.1.gpu.stands_in_for", ["nvidia-l4", "nvidia-l4"]),
+        "ml-platform:pools[1].gpu.stands_in_for[1]",
+        "'nvidia-l4' is listed twice",
+    ),
+    "GPU stand-in that is not a label value": (
+        "kind",
+        _set("pools.1.gpu.stands_in_for", ["NVIDIA L4"]),
+        "ml-platform:pools[1].gpu.stands_in_for[0]",
+        "is not a valid label value",
+    ),
+    "GPU stand-in for a type another pool really has": (
+        "kind",
+        lambda values: _pools(values).append(
+            {
+                "name": "l4",
+                "nodes": ["ml-platform-worker3"],
+                "gpu": {"type": "nvidia-l4", "count": 1},
+                "node_allocatable": {"cpu": "4", "memory": "8Gi"},
+            }
+        ),
+        "ml-platform:pools[1].gpu.stands_in_for[0]",
+        "pool l4 has real nvidia-l4 GPUs",
+    ),
 }
 
 

@@ -38,8 +38,7 @@ _TRACEBACK_LINE = re.compile(r'File "(?P<path>[^"]+)", line (?P<line>\d+)')
 TRACEBACK_DEPTH_ENV = "AIRFLOW__CORE__DAGBAG_IMPORT_ERROR_TRACEBACK_DEPTH"
 _POD_NAME = re.compile(r"\bpod [a-z0-9][a-z0-9.-]*(: | )")  # random suffix: noise in messages
 NO_POOL_FIX = (
-    "ask for a GPU count and type that a pool of every stack offers (the message lists them), "
-    "or leave gpu_type out to take any GPU"
+    "ask for a GPU count and type that a pool of every stack offers (the message lists them)"
 )
 
 
@@ -142,7 +141,8 @@ def _pod_findings(
             check_schedulable(pod, config)
         except NoPoolError as exc:
             reason = _POD_NAME.sub("", str(exc), count=1)
-            findings.append(Violation("MLP301", f"{where}: {reason}", NO_POOL_FIX).at(shown, line))
+            fix = exc.fix or NO_POOL_FIX
+            findings.append(Violation("MLP301", f"{where}: {reason}", fix).at(shown, line))
     return findings
 
 
