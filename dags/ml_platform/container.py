@@ -17,6 +17,11 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from airflow.providers.cncf.kubernetes.secret import Secret
 from kubernetes.client import models as k8s
 
+from ml_platform.pod_security import (
+    container_security_context,
+    pod_security_context,
+    xcom_sidecar_security_context,
+)
 from ml_platform.pools import affinity_for, select_pool, tolerations_for
 from ml_platform.settings import (
     GPU_RESOURCE,
@@ -34,7 +39,6 @@ AIRFLOW_CONTEXT_ENV = {
     "AIRFLOW_CTX_MAP_INDEX": "{{ ti.map_index }}",
     "AIRFLOW_CTX_TRY_NUMBER": "{{ ti.try_number }}",
 }
-RUN_AS_USER = 10001  # the non-root user the platform images create
 IMAGE_LABEL = "ml-platform/image"
 TEAM_LABEL = "ml-platform/team"
 
@@ -72,19 +76,6 @@ def resources(
         # Extended resources are set as limits; Kubernetes copies them into requests.
         limits[GPU_RESOURCE] = str(gpus)
     return k8s.V1ResourceRequirements(requests={"cpu": cpu, "memory": memory}, limits=limits)
-
-
-def _security_contexts() -> tuple[k8s.V1PodSecurityContext, k8s.V1SecurityContext]:
-    # Pod level only sets what the XCom sidecar also accepts; the rest is on our container.
-    pod = k8s.V1PodSecurityContext(seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault"))
-    container = k8s.V1SecurityContext(
-        run_as_non_root=True,
-        run_as_user=RUN_AS_USER,
-        allow_privilege_escalation=False,
-        privileged=False,
-        capabilities=k8s.V1Capabilities(drop=["ALL"]),
-    )
-    return pod, container
 
 
 def image_reference(config: PlatformConfig, image: str, team: str | None = None) -> str:
@@ -133,7 +124,6 @@ def container_task_kwargs(
     config = config or platform_config()
     reference = image_reference(config, image, team)
     pool = select_pool(config, gpus=gpus, gpu_type=gpu_type)
-    pod_security, container_security = _security_contexts()
     secret_refs = [Secret("env", None, name) for name in secrets or []]
     if config.storage.get("credentials_secret"):
         secret_refs.append(Secret("env", None, config.storage["credentials_secret"]))
@@ -150,8 +140,11 @@ def container_task_kwargs(
         "env_vars": {**platform_env(config), **AIRFLOW_CONTEXT_ENV, **(env or {})},
         "secrets": secret_refs,
         "labels": {**image_labels(config, image, team), "ml-platform/pool": pool.name},
-        "security_context": pod_security,
-        "container_security_context": container_security,
+        # PodSecurity `restricted` (ml_platform.pod_security), the XCom sidecar included;
+        # pod_mutation_hook adds the sidecar's limits, which have no operator argument.
+        "security_context": pod_security_context(),
+        "container_security_context": container_security_context(),
+        "xcom_sidecar_container_security_context": xcom_sidecar_security_context(),
         "deferrable": True,
         "on_finish_action": "delete_pod",
         "get_logs": True,

@@ -10,7 +10,13 @@ ml_platform.local.run_dag):
 - pod_mutation_hook: every pod Airflow creates is refused when privileged, on a hostPath or a
   host namespace; a pod that asks for `nvidia.com/gpu` but carries no way onto a GPU node (a
   KubernetesPodOperator written the textbook way) gets the tolerations and node affinity of
-  the smallest GPU pool that fits it, so it schedules instead of hanging in Pending.
+  the smallest GPU pool that fits it, so it schedules instead of hanging in Pending (a
+  nodeSelector on a GPU type a pool stands in for, as on kind, is pointed at that pool's type);
+  a KubernetesPodOperator pod runs in the training namespace (its quota, its PodSecurity
+  level, the only namespace Airflow may create pods in), as the training service account
+  unless it names another; it carries the label of the pool it fits; and every pod gets what
+  PodSecurity `restricted` requires and it leaves unset, the XCom sidecar a restricted
+  context and limits (ml_platform.pod_security).
 
 The rules are those of `make check-dags` (ml_platform.dag_rules, ml_platform.pod_rules), so a
 DAG that passed review is not refused here; messages carry the same codes.
@@ -26,12 +32,32 @@ from kubernetes.client import models as k8s
 
 from ml_platform.dag_rules import dag_violations
 from ml_platform.pod_rules import SECURITY_CODES, operator_pod, pod_violations
-from ml_platform.pools import NoPoolError, _tolerates, affinity_for, fitting_pools, gpu_request
+from ml_platform.pod_security import restrict_pod
+from ml_platform.pools import (
+    GPU_TYPE_LABEL,
+    POOL_LABEL,
+    NoPoolError,
+    _tolerates,
+    affinity_for,
+    describe_gpu_pools,
+    fitting_pools,
+    gpu_request,
+)
 from ml_platform.settings import PlatformConfig, Pool, platform_config
 from ml_platform.source_lines import locate_dag, locate_task
 from ml_platform.violations import Violation
 
 log = logging.getLogger(__name__)
+
+# The label KubernetesPodOperator puts on every pod it builds (the executors' pods lack it).
+# KubernetesExecutor labels its worker pods so; they stay in the Airflow namespace.
+WORKER_POD_LABEL = "airflow-worker"
+
+
+def _selects(pool: Pool, key: str, value: str) -> bool:
+    if key == GPU_TYPE_LABEL:
+        return pool.offers_gpu_type(value)  # a stand-in type counts (kind)
+    return pool.labels.get(key) == value
 
 
 def _gpu_pool_for(pod: k8s.V1Pod, gpus: int, config: PlatformConfig) -> Pool:
@@ -40,13 +66,13 @@ def _gpu_pool_for(pod: k8s.V1Pod, gpus: int, config: PlatformConfig) -> Pool:
         pool
         for pool in config.pools
         if pool.gpus_per_node >= gpus
-        and all(pool.labels.get(key) == value for key, value in selector.items())
+        and all(_selects(pool, key, value) for key, value in selector.items())
     ]
     if not candidates:
         wanted = f"{gpus} GPU(s)" + (f" with nodeSelector {selector}" if selector else "")
         raise NoPoolError(
             f"pod {pod.metadata.name}: no pool of environment {config.environment!r} "
-            f"offers {wanted}"
+            f"offers {wanted} (GPU pools: {describe_gpu_pools(config)})"
         )
     return min(candidates, key=lambda pool: pool.gpus_per_node)
 
@@ -88,9 +114,44 @@ def schedule_gpu_pod(pod: k8s.V1Pod, config: PlatformConfig) -> None:
     if gpus == 0 or fitting_pools(pod, config):
         return
     pool = _gpu_pool_for(pod, gpus, config)
+    selector = pod.spec.node_selector or {}
+    if selector.get(GPU_TYPE_LABEL, pool.gpu_type) != pool.gpu_type:
+        # Pinned to a type this pool stands in for: select the label its nodes really carry.
+        pod.spec.node_selector = {**selector, GPU_TYPE_LABEL: pool.gpu_type}
     _add_tolerations(pod, pool)
     _add_affinity(pod, pool)
     log.info("pod %s: scheduled onto GPU pool %r", pod.metadata.name, pool.name)
+
+
+def place_in_training_namespace(pod: k8s.V1Pod, config: PlatformConfig) -> None:
+    """A task pod with no namespace of its own goes to the training namespace, as the
+    training identity.
+
+    KubernetesPodOperator without `namespace` puts its pod in "default" or in the worker's own
+    namespace (airflow), where Airflow may not create pods and no GPU quota or PodSecurity
+    level applies."""
+    if WORKER_POD_LABEL in (pod.metadata.labels or {}):
+        return
+    training = config.namespaces["training"]
+    if pod.metadata.namespace in (None, "", "default", config.namespaces["airflow"]):
+        log.info("pod %s: namespace %r -> %r", pod.metadata.name, pod.metadata.namespace, training)
+        pod.metadata.namespace = training
+    if pod.metadata.namespace == training and pod.spec.service_account_name in (
+        None,
+        "",
+        "default",
+    ):
+        pod.spec.service_account_name = config.service_accounts["training"]
+
+
+def label_pool(pod: k8s.V1Pod, config: PlatformConfig) -> None:
+    """Name the pool a pod fits in its labels (the factory does it for its own pods), so
+    quotas, dashboards and `kubectl get pods -l` see every pod's pool."""
+    labels = pod.metadata.labels or {}
+    if POOL_LABEL not in labels:
+        pools = fitting_pools(pod, config)
+        if pools:
+            pod.metadata.labels = {**labels, POOL_LABEL: pools[0].name}
 
 
 def _refuse(violations: list[Violation], path: str, line: int) -> None:
@@ -143,5 +204,9 @@ def refuse_unsafe_pod(pod: k8s.V1Pod) -> None:
 
 def pod_mutation_hook(pod: k8s.V1Pod) -> None:
     """Airflow calls this for every pod it launches (KubernetesPodOperator and executors)."""
+    config = platform_config()
     refuse_unsafe_pod(pod)
-    schedule_gpu_pod(pod, platform_config())
+    place_in_training_namespace(pod, config)
+    schedule_gpu_pod(pod, config)
+    label_pool(pod, config)
+    restrict_pod(pod)

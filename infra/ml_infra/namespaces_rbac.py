@@ -51,10 +51,11 @@ DEPLOYER_RULES = [
         "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
     },
 ]
-# Restricted is the goal; baseline is enforced because KubernetesPodOperator's XCom sidecar
-# does not set a restricted security context. Violations of restricted are reported.
+# Every pod of these namespaces meets `restricted`: trainer and deploy pods (container_task,
+# and pod_mutation_hook for textbook operators and the XCom sidecar: ml_platform.pod_security)
+# and the model servers (services/deployer manifests). Anything else is refused at creation.
 POD_SECURITY = {
-    "pod-security.kubernetes.io/enforce": "baseline",
+    "pod-security.kubernetes.io/enforce": "restricted",
     "pod-security.kubernetes.io/warn": "restricted",
 }
 

@@ -87,19 +87,30 @@ def test_more_gpus_than_any_node_has_is_refused(platform: PlatformConfig):
         pod_mutation_hook(textbook_pod(gpus=most + 1))
 
 
-def test_cpu_pod_is_left_unchanged():
+def _placement(pod: k8s.V1Pod) -> tuple:
+    return pod.spec.tolerations, pod.spec.affinity, pod.spec.node_selector
+
+
+def test_cpu_pod_is_left_where_it_is():
+    """Only its security context is filled in (tests/dags/test_pod_security.py)."""
     pod = textbook_pod(gpus=0)
     before = copy.deepcopy(pod)
     pod_mutation_hook(pod)
-    assert pod == before
+    assert _placement(pod) == _placement(before)
 
 
 def test_platform_gpu_pod_is_left_unchanged(pipeline_pods: dict[str, k8s.V1Pod]):
-    """The factory's pods already carry tolerations and affinity: nothing to add."""
+    """The factory's pods already carry tolerations, affinity and security contexts: only
+    the XCom sidecar's limits, which the operator cannot set, are added."""
     pod = pipeline_pods["train"]
     before = copy.deepcopy(pod)
     pod_mutation_hook(pod)
-    assert pod == before
+    assert _placement(pod) == _placement(before)
+    assert pod.spec.containers[0] == before.spec.containers[0]
+    assert pod.spec.security_context == before.spec.security_context
+    sidecar, was = pod.spec.containers[-1], before.spec.containers[-1]
+    assert sidecar.security_context == was.security_context
+    assert sidecar.resources.requests == was.resources.requests and sidecar.resources.limits
 
 
 def test_toleration_with_another_value_gets_the_pools(platform: PlatformConfig):
@@ -138,3 +149,16 @@ def test_existing_required_affinity_gets_the_pool_expressions_merged(platform: P
     for term in (first, second):
         pinned = {e.key: e.values for e in term.match_expressions if e.operator == "In"}
         assert pinned == {key: [gpu_pool.labels[key]] for key in pool_keys}
+
+
+def test_node_selector_on_a_type_the_pool_stands_in_for(platform: PlatformConfig):
+    """kind's emulated GPUs stand in for the production type: the selector is pointed at the
+    type its nodes carry, so the pod schedules there instead of matching no node."""
+    gpu_pool = select_pool(platform, gpus=1)
+    (production_type, *_) = gpu_pool.stands_in_for
+    pod = textbook_pod(node_selector={"ml-platform/gpu-type": production_type})
+    with pytest.raises(NoPoolError):
+        check_schedulable(pod, platform)
+    pod_mutation_hook(pod)
+    assert pod.spec.node_selector == {"ml-platform/gpu-type": gpu_pool.gpu_type}
+    assert check_schedulable(pod, platform) == gpu_pool

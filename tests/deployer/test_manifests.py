@@ -14,6 +14,7 @@ from deployer.manifests import (
     service_url,
 )
 from deployer.targets import Revision
+from tests.pod_security_profile import restricted_violations
 
 # The newest Kubernetes schema the installed kubernetes-validate ships.
 SCHEMA_VERSION = kubernetes_validate.latest_version()
@@ -54,6 +55,8 @@ def test_deployment_runs_restricted_and_rolls_without_downtime() -> None:
     manifest = deployment_manifest(SPEC, REVISION)
     pod = manifest["spec"]["template"]["spec"]
     server = container(manifest)
+    # What the serving namespace's PodSecurity admission enforces.
+    assert restricted_violations(pod) == []
 
     assert manifest["spec"]["strategy"] == {
         "type": "RollingUpdate",

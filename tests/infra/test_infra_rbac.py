@@ -79,3 +79,13 @@ def test_gpu_quota_in_the_training_namespace(stack: str, gpus: str):
     (quota,) = declared(stack).of_type(":ResourceQuota")
     assert quota.inputs["metadata"]["namespace"] == "ml-training"
     assert quota.inputs["spec"]["hard"] == {"requests.nvidia.com/gpu": gpus}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_workload_namespaces_enforce_pod_security_restricted(stack: str):
+    labels = {
+        d.inputs["metadata"]["name"]: d.inputs["metadata"].get("labels") or {}
+        for d in declared(stack).of_type(":Namespace")
+    }
+    for namespace in ("ml-training", "ml-serving"):
+        assert labels[namespace]["pod-security.kubernetes.io/enforce"] == "restricted", namespace

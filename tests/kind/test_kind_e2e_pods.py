@@ -34,6 +34,7 @@ from tests.e2e.serving import (  # noqa: E402
     poll_records,
     poller_pod,
 )
+from tests.pod_security_profile import restricted_violations  # noqa: E402
 
 SCHEMA_VERSION = kubernetes_validate.latest_version()
 
@@ -52,6 +53,7 @@ def failing_deploy() -> dict:
 
 def test_the_failing_deploy_is_the_dags_deploy_pod_with_another_run(failing_deploy, platform):
     kubernetes_validate.validate(failing_deploy, SCHEMA_VERSION, strict=True)
+    assert restricted_violations(failing_deploy) == []  # the training namespace enforces it
     spec = failing_deploy["spec"]
     (container,) = spec["containers"]  # no XCom sidecar: nobody would stop it
     assert container["image"] == platform.images.ref("deployer")
@@ -108,6 +110,7 @@ def test_the_poller_is_a_valid_restricted_pod(platform):
         60,
     )
     kubernetes_validate.validate(pod, SCHEMA_VERSION, strict=True)
+    assert restricted_violations(pod) == []
     (container,) = pod["spec"]["containers"]
     assert container["command"] == ["python", "-c", POLLER_SCRIPT]
     compile(POLLER_SCRIPT, "poller", "exec")
