@@ -5,6 +5,12 @@ throwaway folder here, at import time, before any test module imports Airflow. P
 DagBag needs no metadata database in Airflow 3 (the DAG files only use the Task SDK), so
 none is created; with a fresh home there is no airflow_local_settings either, which keeps
 airflow.settings.pod_mutation_hook the no-op that KubernetesPodOperator calls while building.
+
+The pods the contract tests get are the ones a cluster receives: build_pod applies the
+platform's pod_mutation_hook, as airflow_local_settings installs it on the cluster (and in
+the local runtime). They cover every container task of dags/ and the textbook GPU operator
+of tests/checks/good_dags (a raw KubernetesPodOperator with a GPU limit and nothing else),
+which only schedules because of that hook.
 """
 
 from __future__ import annotations
@@ -29,11 +35,18 @@ from airflow.sdk import DAG  # noqa: E402
 from kubernetes.client import models as k8s  # noqa: E402
 
 from ml_platform import inspection  # noqa: E402
+from ml_platform.container import PlatformPodOperator  # noqa: E402
+from ml_platform.policies import pod_mutation_hook  # noqa: E402
 from ml_platform.pools import gpu_request  # noqa: E402
 from ml_platform.settings import PlatformConfig, platform_config  # noqa: E402
 from ml_platform.sweep import build_combinations, trainer_arguments  # noqa: E402
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
+# DAGs outside dags/ whose pods the contract tests cover too: operators as the provider's
+# docs write them, which the platform accepts (check-dags, policies) and must place.
+TEXTBOOK_DAG_FILES = [
+    Path(__file__).resolve().parents[1] / "checks" / "good_dags" / "textbook_gpu_pod.py",
+]
 PIPELINE_DAG_ID = "ml_training_pipeline"
 
 
@@ -43,9 +56,33 @@ def dag_bag() -> DagBag:
     return DagBag(dag_folder=str(DAGS_FOLDER))
 
 
+@cache
+def textbook_bags() -> tuple[DagBag, ...]:
+    return tuple(DagBag(dag_folder=str(path), safe_mode=False) for path in TEXTBOOK_DAG_FILES)
+
+
+def _dag(dag_id: str) -> DAG:
+    for bag in (dag_bag(), *textbook_bags()):
+        if dag_id in bag.dags:
+            return bag.dags[dag_id]
+    raise KeyError(f"no DAG {dag_id!r} in dags/ or {[str(p) for p in TEXTBOOK_DAG_FILES]}")
+
+
 def container_tasks() -> list[tuple[str, str]]:
-    """(dag_id, task_id) of every KubernetesPodOperator task, mapped ones included."""
-    return inspection.container_tasks(dag_bag())
+    """(dag_id, task_id) of every KubernetesPodOperator task of dags/ and the textbook DAGs,
+    mapped ones included."""
+    tasks = inspection.container_tasks(dag_bag())
+    for bag in textbook_bags():
+        assert bag.dags and not bag.import_errors, f"{bag.dag_folder}: {bag.import_errors}"
+        tasks += inspection.container_tasks(bag)
+    return tasks
+
+
+def is_platform_task(dag_id: str, task_id: str) -> bool:
+    """Made by the platform's factory (container_task), which sets namespace, env, labels."""
+    task = _dag(dag_id).get_task(task_id)
+    op_class = getattr(task, "operator_class", type(task))
+    return isinstance(op_class, type) and issubclass(op_class, PlatformPodOperator)
 
 
 def _sweep_arguments(dag: DAG) -> list[str]:
@@ -65,9 +102,17 @@ def concrete_operator(dag: DAG, task_id: str) -> KubernetesPodOperator:
     return inspection.concrete_operator(dag, task_id, MAPPED_SAMPLES)
 
 
+def build_offline_pod(dag_id: str, task_id: str) -> k8s.V1Pod:
+    """The pod as check-dags builds it (dry run), before any cluster policy."""
+    return inspection.build_pod(concrete_operator(_dag(dag_id), task_id))
+
+
 def build_pod(dag_id: str, task_id: str) -> k8s.V1Pod:
-    """The pod KubernetesPodOperator would submit, without a cluster (dry_run)."""
-    return inspection.build_pod(concrete_operator(dag_bag().dags[dag_id], task_id))
+    """The pod KubernetesPodOperator would submit, without a cluster (dry_run): at the end
+    of build_pod_request_obj Airflow calls pod_mutation_hook, the platform's on a cluster."""
+    pod = build_offline_pod(dag_id, task_id)
+    pod_mutation_hook(pod)
+    return pod
 
 
 @pytest.fixture(scope="session")
@@ -99,25 +144,37 @@ def pipeline_pods(pipeline_dag: DAG) -> dict[str, k8s.V1Pod]:
 
 
 # Tests ask for one of these arguments to run once per container task of every DAG: any
-# task, the ones whose pod asks for GPUs, or the others. Their value is (dag_id, task_id).
+# task, the ones whose pod asks for GPUs, the others, or the ones the platform's factory made
+# (what it adds beyond the policies). Their value is (dag_id, task_id).
 _TASK_KINDS = {
-    "container_task": lambda pod: True,
-    "gpu_container_task": lambda pod: gpu_request(pod) > 0,
-    "cpu_container_task": lambda pod: gpu_request(pod) == 0,
+    "container_task": lambda task, pod: True,
+    "gpu_container_task": lambda task, pod: gpu_request(pod) > 0,
+    "cpu_container_task": lambda task, pod: gpu_request(pod) == 0,
+    "platform_container_task": lambda task, pod: is_platform_task(*task),
 }
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     for argument, wanted in _TASK_KINDS.items():
         if argument in metafunc.fixturenames:
-            tasks = [t for t in container_tasks() if wanted(build_pod(*t))]
+            tasks = [t for t in container_tasks() if wanted(t, build_pod(*t))]
             metafunc.parametrize(argument, tasks, ids=[f"{d}.{t}" for d, t in tasks])
+
+
+def _parametrized_task(request: pytest.FixtureRequest) -> tuple[str, str]:
+    for argument in _TASK_KINDS:
+        if argument in request.fixturenames:
+            return request.getfixturevalue(argument)
+    raise pytest.UsageError("a pod fixture needs one of " + ", ".join(_TASK_KINDS))
 
 
 @pytest.fixture
 def container_pod(request: pytest.FixtureRequest) -> k8s.V1Pod:
-    """A fresh dry-run pod of the task this test is parametrized with (whichever kind)."""
-    for argument in _TASK_KINDS:
-        if argument in request.fixturenames:
-            return build_pod(*request.getfixturevalue(argument))
-    raise pytest.UsageError("container_pod needs one of " + ", ".join(_TASK_KINDS))
+    """A fresh pod, as the cluster receives it, of the task this test is parametrized with."""
+    return build_pod(*_parametrized_task(request))
+
+
+@pytest.fixture
+def offline_container_pod(request: pytest.FixtureRequest) -> k8s.V1Pod:
+    """The same task's pod as check-dags builds it: before pod_mutation_hook."""
+    return build_offline_pod(*_parametrized_task(request))

@@ -1,4 +1,9 @@
-"""Namespace, service account, image and runtime settings come from the platform config."""
+"""Namespace, service account, image and runtime settings come from the platform config.
+
+Every container task (a textbook KubernetesPodOperator too, through pod_mutation_hook) runs in
+the training namespace as a platform identity on a platform image; what only the factory adds
+(image labels, platform env, the XCom sidecar) is checked on the factory's tasks.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +31,11 @@ def test_pipeline_service_accounts(pipeline_pods: dict[str, k8s.V1Pod], platform
 
 
 @pytest.mark.usefixtures("container_task")
+def test_image_comes_from_the_platform_registry(container_pod: k8s.V1Pod, platform: PlatformConfig):
+    assert container_pod.spec.containers[0].image.startswith(platform.images.registry + "/")
+
+
+@pytest.mark.usefixtures("platform_container_task")
 def test_image_is_a_platform_image(container_pod: k8s.V1Pod, platform: PlatformConfig):
     """The platform's own images, or a team's own (labelled with the team too)."""
     labels = container_pod.metadata.labels
@@ -40,7 +50,7 @@ def test_image_is_a_platform_image(container_pod: k8s.V1Pod, platform: PlatformC
     assert base.image_pull_policy == platform.images.pull_policy
 
 
-@pytest.mark.usefixtures("container_task")
+@pytest.mark.usefixtures("platform_container_task")
 def test_platform_env(container_pod: k8s.V1Pod, platform: PlatformConfig):
     env = {var.name: var.value for var in container_pod.spec.containers[0].env}
     assert env["MLFLOW_TRACKING_URI"] == platform.mlflow_tracking_uri
@@ -56,7 +66,7 @@ def test_main_container_runs_unprivileged(container_pod: k8s.V1Pod):
     assert security.capabilities.drop == ["ALL"]
 
 
-@pytest.mark.usefixtures("container_task")
+@pytest.mark.usefixtures("platform_container_task")
 def test_xcom_sidecar_is_present(container_pod: k8s.V1Pod):
     """Results come back through the sidecar: select_best and the branch read them."""
     names = [container.name for container in container_pod.spec.containers]
