@@ -14,7 +14,9 @@ from ml_platform.model_specs import spec_beside
 from ml_platform.training_dag import training_dag
 
 DAG_ID = "ml_training_pipeline"
-MAX_PARALLEL_TRAININGS = 4  # GPU pods of one run at once: the sweep must not hog the pool
+# GPU pods of one run at once: the kind and dev stacks' training GPU quota (2); more would be
+# refused at creation by the quota instead of queueing in Airflow.
+MAX_PARALLEL_TRAININGS = 2
 
 dag: DAG = training_dag(
     spec_beside(__file__, "churn_classifier"),

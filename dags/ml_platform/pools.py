@@ -204,6 +204,23 @@ def size_reason(pod: k8s.V1Pod, pool: Pool) -> str | None:
     return None
 
 
+def pods_per_node(pod: k8s.V1Pod, pool: Pool) -> int:
+    """How many copies of `pod` one node of `pool` holds at once: the scheduler's bin-packing
+    of GPUs, CPU and memory (all containers, sidecars included); 0 when one does not fit."""
+    if placement_reason(pod, pool):
+        return 0
+    counts = []
+    gpus = gpu_request(pod)
+    if gpus:
+        counts.append(pool.gpus_per_node // gpus)
+    for resource in ("cpu", "memory"):
+        capacity = pool.node_allocatable.get(resource)
+        wanted = _resource_total(pod, resource)
+        if capacity and wanted:
+            counts.append(int(float(parse_quantity(capacity)) // wanted))
+    return min(counts) if counts else 1
+
+
 def unschedulable_reason(pod: k8s.V1Pod, pool: Pool) -> str | None:
     """Why `pod` cannot run on a node of `pool`, or None when it can."""
     return placement_reason(pod, pool) or size_reason(pod, pool)

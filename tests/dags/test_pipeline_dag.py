@@ -9,6 +9,9 @@ import pytest
 from airflow.sdk import DAG
 from airflow.sdk.definitions.mappedoperator import MappedOperator
 from airflow.serialization.serialized_objects import DagSerialization
+from conftest import build_pod
+
+from ml_platform.pools import check_schedulable, pods_per_node
 
 
 def test_one_run_at_a_time_without_backfill(pipeline_dag: DAG):
@@ -79,3 +82,12 @@ def test_evaluate_and_deploy_wait_for_select_best(pipeline_dag: DAG):
     """The XComArgs inside their `arguments` make select_best an upstream of both."""
     assert "select_best" in pipeline_dag.get_task("evaluate").upstream_task_ids
     assert "select_best" in pipeline_dag.get_task("deploy").upstream_task_ids
+
+
+def test_the_default_sweep_runs_its_trials_side_by_side(pipeline_dag: DAG, platform):
+    """Each of the MAX_PARALLEL_TRAININGS train pods, as the cluster gets it (sidecar and hook
+    included), finds its GPU on the pool's nodes: none waits Pending for CPU or memory."""
+    cap = importlib.import_module("ml_training_pipeline").MAX_PARALLEL_TRAININGS
+    pod = build_pod(pipeline_dag.dag_id, "train")
+    pool = check_schedulable(pod, platform)
+    assert pods_per_node(pod, pool) >= min(cap, pool.gpus_per_node), (pool, pod.spec.containers)

@@ -12,7 +12,13 @@ import pytest
 from kubernetes.client import models as k8s
 
 from ml_platform.container import container_task
-from ml_platform.pools import NoPoolError, check_schedulable, select_pool, unschedulable_reason
+from ml_platform.pools import (
+    NoPoolError,
+    check_schedulable,
+    pods_per_node,
+    select_pool,
+    unschedulable_reason,
+)
 from ml_platform.settings import PlatformConfig
 
 
@@ -77,3 +83,27 @@ def test_a_gpu_pod_too_big_for_the_gpu_nodes_names_the_gpu_pool(platform: Platfo
     assert f"({gpu_pool.name}: requests cpu 6001m over a node's allocatable {cpu})" in str(
         raised.value
     )
+
+
+def test_pods_per_node_bin_packs_gpus_cpu_and_memory(platform: PlatformConfig):
+    gpu_pool = select_pool(platform, gpus=1)
+    sidecar = k8s.V1Container(
+        name="airflow-xcom-sidecar",
+        image="alpine",
+        resources=k8s.V1ResourceRequirements(requests={"cpu": "1m", "memory": "10Mi"}),
+    )
+
+    def train_pod(cpu: str, memory: str) -> k8s.V1Pod:
+        task = container_task("train", image="trainer", arguments=["train"], gpus=1)
+        check_pod = task.build_pod_request_obj(dry_run=True)
+        base = check_pod.spec.containers[0]
+        base.resources.requests.update({"cpu": cpu, "memory": memory})
+        base.resources.limits.update({"cpu": cpu, "memory": memory})
+        check_pod.spec.containers.append(sidecar)
+        return check_pod
+
+    # 2 CPU + the sidecar's 1m on a 4-CPU node: the second trial waits for CPU, not a GPU.
+    assert pods_per_node(train_pod("2", "4Gi"), gpu_pool) == 1
+    assert pods_per_node(train_pod("1500m", "3Gi"), gpu_pool) == gpu_pool.gpus_per_node == 2
+    # A CPU pool never holds a GPU pod, whatever its size.
+    assert pods_per_node(train_pod("100m", "1Gi"), select_pool(platform)) == 0
