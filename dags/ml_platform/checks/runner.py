@@ -84,7 +84,12 @@ def platform_document(document: dict[str, Any]) -> Iterator[PlatformConfig]:
         yield platform_config()
 
 
-def _import_error_finding(path: str, shown: str, traceback: str, stack: str | None) -> Finding:
+_FINDING = re.compile(r"\S+:\d+: MLP\d{3} .*")
+
+
+def import_error_finding(path: str, shown: str, traceback: str, stack: str | None) -> Finding:
+    """The one finding for a file the DagBag could not import: MLP001 at the file's deepest
+    line in the traceback, MLP301 for a pod no pool can run."""
     lines = [m for m in _TRACEBACK_LINE.finditer(traceback) if m["path"] == path]
     line = int(lines[-1]["line"]) if lines else 1
     error = next((ln.strip() for ln in reversed(traceback.splitlines()) if ln.strip()), "")
@@ -96,6 +101,16 @@ def _import_error_finding(path: str, shown: str, traceback: str, stack: str | No
         f"the file does not import: {error}",
         f"fix that line; the whole traceback: PYTHONPATH=dags .venv/bin/python {shown}",
     ).at(shown, line)
+
+
+def import_error_line(path: str, traceback: str) -> str:
+    """One line for an import error: the policy's own `path:line: CODE` finding when a
+    cluster policy refused the file, else the MLP001/MLP301 finding."""
+    last = next((ln.strip() for ln in reversed(traceback.splitlines()) if ln.strip()), "")
+    refused = _FINDING.search(last)
+    if refused:
+        return refused.group(0)
+    return str(import_error_finding(path, display_path(path), traceback, None))
 
 
 def _pod_findings(
@@ -158,7 +173,7 @@ def check_file(path: str, stacks: dict[str, dict[str, Any]]) -> tuple[list[Findi
         with platform_document(document) as config, _environment(**{TRACEBACK_DEPTH_ENV: "100"}):
             bag = DagBag(dag_folder=path, safe_mode=False)
             for traceback in bag.import_errors.values():
-                findings.append(_import_error_finding(path, shown, traceback, stack))
+                findings.append(import_error_finding(path, shown, traceback, stack))
                 imported = False
             for dag in bag.dags.values():
                 if index == 0:  # owner, tags and retries do not depend on the stack

@@ -92,18 +92,28 @@ def load_dag(dag_id: str) -> Any:
     """The DAG from the DAGs folder, parsed as the DAG processor does (cluster policies too)."""
     from airflow.dag_processing.dagbag import DagBag
 
+    from ml_platform.checks.runner import import_error_line
+
     dags_folder = os.environ["AIRFLOW__CORE__DAGS_FOLDER"]
-    bag = DagBag(dag_folder=dags_folder)
-    if bag.import_errors:
-        errors = "; ".join(
-            f"{path}: {err.splitlines()[-1]}" for path, err in bag.import_errors.items()
-        )
-        raise SystemExit(f"run_dag: DAG import errors: {errors}")
-    dag = bag.get_dag(dag_id)
+    # The DagBag logs each failed file's whole traceback; the one line below says it instead.
+    parsing_log = logging.getLogger("airflow.dag_processing")
+    level = parsing_log.level
+    parsing_log.setLevel(logging.CRITICAL)
+    try:
+        bag = DagBag(dag_folder=dags_folder)
+    finally:
+        parsing_log.setLevel(level)
+    # As the DAG processor does: a broken or refused file is reported and skipped; the other
+    # files' DAGs still run.
+    broken = [import_error_line(path, error) for path, error in sorted(bag.import_errors.items())]
+    for line in broken:
+        log.warning("run_dag: skipped a DAG file that does not load: %s", line)
+    dag = bag.dags.get(dag_id)  # a fresh bag: get_dag would ask the metadata DB to refresh it
     if dag is None:
+        detail = f"; files that do not load: {'; '.join(broken)}" if broken else ""
         raise SystemExit(
-            f"run_dag: no DAG {dag_id!r} in {dags_folder} (have: {', '.join(bag.dag_ids)}): "
-            "pass one of those"
+            f"run_dag: no DAG {dag_id!r} in {dags_folder} (have: {', '.join(bag.dag_ids)})"
+            f"{detail}: pass one of those, or fix the file that should define it"
         )
     return dag
 
