@@ -33,6 +33,7 @@ from ml_platform.local.partitions import (
     generate_partition,
     waited_prefixes,
 )
+from ml_platform.local.runner import run_every_pod_locally
 from ml_platform.settings import CONFIG_ENV, DEFAULT_CONFIG_FILE, RUNTIME_ENV
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2]
@@ -236,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get(RUNTIME_ENV) != "local" or "AIRFLOW_HOME" not in os.environ:
         parser.error("start it with local_environment() set (see ml_platform.local.demo)")
     prepare_airflow_home()
+    run_every_pod_locally()
     dag = load_dag(args.dag_id)
     local_dir = Path(os.environ["AIRFLOW_HOME"]).parent  # local_environment's layout
     if args.generate_data:

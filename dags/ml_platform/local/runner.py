@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from airflow.sdk.exceptions import AirflowFailException
+
 from ml_platform.model_specs import DAGS_FOLDER, TeamImage, team_images
 from ml_platform.pools import check_schedulable
 from ml_platform.settings import TEAM_IMAGE_PREFIX, PlatformConfig, platform_config
@@ -32,6 +34,10 @@ XCOM_ENV = "TRAINER_XCOM_PATH"  # where the platform images write their result
 
 class ContainerTaskFailed(RuntimeError):
     """The local stand-in for a pod failed; the message carries its last output line."""
+
+
+class NoLocalImage(ContainerTaskFailed, AirflowFailException):
+    """The image has no local stand-in: a retry cannot find one, so the task fails at once."""
 
 
 @dataclass(frozen=True)
@@ -64,18 +70,21 @@ def local_entrypoint(
         beside_python = Path(sys.executable).with_name(script)
         found = str(beside_python) if beside_python.exists() else shutil.which(script)
         if not found:
-            raise ContainerTaskFailed(f"image {image}: command {script!r} is not installed locally")
+            raise NoLocalImage(f"image {image}: command {script!r} is not installed locally")
         return LocalEntrypoint([found])
     if repository.startswith(TEAM_IMAGE_PREFIX):
         return team_entrypoint(image, config, dags or dags_folder())
-    raise ContainerTaskFailed(f"image {image} is not a platform image: no local entrypoint")
+    raise NoLocalImage(
+        f"image {image} is not a platform image ({', '.join(sorted(by_repository))}) nor a "
+        "team image: it has no local entrypoint"
+    )
 
 
 def team_entrypoint(image: str, config: PlatformConfig, dags: Path) -> LocalEntrypoint:
     """`python -m <module>` of the team image's Dockerfile, with its folder importable."""
     found = [t for t in team_images(dags) if config.images.team_ref(t.team, t.name) == image]
     if not found:
-        raise ContainerTaskFailed(
+        raise NoLocalImage(
             f"image {image}: no team image folder for it under {dags}/teams/ "
             "(expected teams/<team>/images/<name>/Dockerfile)"
         )
@@ -113,6 +122,21 @@ def pod_environment(container: Any) -> dict[str, str]:
         if var.value is not None:
             env[var.name] = var.value
     return env
+
+
+def run_every_pod_locally() -> None:
+    """Plain KubernetesPodOperators run as local processes too, as PlatformPodOperator's do:
+    the local runtime has no cluster, and trying one would only wait out the retries."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    if getattr(KubernetesPodOperator.execute, "runs_locally", False):
+        return
+
+    def execute(self: KubernetesPodOperator, context: Any) -> Any:
+        return run_pod_locally(self, context)
+
+    execute.runs_locally = True  # type: ignore[attr-defined]
+    KubernetesPodOperator.execute = execute  # type: ignore[method-assign]
 
 
 def run_pod_locally(operator: Any, context: Any) -> Any:
