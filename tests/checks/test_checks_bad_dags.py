@@ -95,5 +95,6 @@ def test_any_finding_fails_the_command_with_a_summary(checked: CheckRun) -> None
     files = {f["path"] for f in checked.findings()}
     last = checked.stdout.strip().splitlines()[-1]
     assert last == (
-        f"check-dags: {len(checked.findings())} finding(s) in {len(files)} file(s) (stacks: kind)"
+        f"check-dags: {len(checked.findings())} finding(s) in {len(files)} file(s) "
+        "(stacks: dev, kind, prod)"
     )

@@ -27,8 +27,10 @@ def _line_of(path: Path, text: str) -> int:
     return next(n for n, line in enumerate(path.read_text().splitlines(), 1) if text in line)
 
 
-def test_the_stacks_checked_by_default_are_the_infra_stacks_that_can_be_computed() -> None:
-    assert stack_documents() == {"kind": _kind()}
+def test_every_infra_stack_is_checked_by_default() -> None:
+    documents = stack_documents()
+    assert sorted(documents) == ["dev", "kind", "prod"]
+    assert documents["kind"] == _kind()
 
 
 def test_a_stack_without_gpu_pools_fails_the_gpu_step_at_its_line() -> None:
@@ -66,10 +68,21 @@ def test_stack_documents_from_files_are_validated(tmp_path: Path) -> None:
         documents_from_files([bad])
 
 
-def test_stacks_missing_organisation_settings_are_named_not_checked() -> None:
-    unchecked = stacks.unchecked_stacks()
-    assert set(unchecked) == {"dev", "prod"}
-    assert "ml-platform:images.registry: required key is missing" in unchecked["prod"]
+def test_missing_organisation_settings_get_marked_test_values() -> None:
+    """Placement does not depend on the registry or the DAG repository: dev and prod are
+    checked with values that say what they are and can reach nothing."""
+    assert stacks.unchecked_stacks() == {}
+    filled = stacks.test_valued_stacks()
+    assert filled["dev"] == [
+        "ml-platform:images.registry",
+        "ml-platform:airflow.dags.repo_url",
+        "gcp:project",
+    ]
+    assert filled["prod"] == ["ml-platform:images.registry", "ml-platform:airflow.dags.repo_url"]
+    assert "kind" not in filled
+    prod = stack_documents()["prod"]
+    assert prod["images"]["registry"] == stacks.ORG_TEST_VALUES["images.registry"]
+    assert prod["images"]["registry"].split("/")[0].endswith(".invalid")
 
 
 def test_a_stack_file_with_its_organisation_settings_is_checked(
@@ -91,5 +104,24 @@ def test_a_stack_file_with_its_organisation_settings_is_checked(
         gpu_pools = [p for p in documents["prod"]["pools"] if p["gpu"]]
         assert gpu_pools and all(p["taints"] for p in gpu_pools)
         assert stacks.unchecked_stacks() == {}
+        assert stacks.test_valued_stacks() == {}
+    finally:
+        stacks._infra_stacks.cache_clear()
+
+
+def test_a_stack_file_wrong_otherwise_is_named_not_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    infra = tmp_path / "infra"
+    shutil.copytree(stacks.INFRA_DIR / "ml_infra", infra / "ml_infra")
+    prod = yaml.safe_load((stacks.INFRA_DIR / "Pulumi.prod.yaml").read_text())
+    prod["config"]["ml-platform:images"]["tag"] = 7  # not a string: no test value hides it
+    (infra / "Pulumi.prod.yaml").write_text(yaml.safe_dump(prod))
+    monkeypatch.setattr(stacks, "INFRA_DIR", infra)
+    stacks._infra_stacks.cache_clear()
+    try:
+        unchecked = stacks.unchecked_stacks()
+        assert list(unchecked) == ["prod"]
+        assert unchecked["prod"].startswith("Pulumi.prod.yaml: ml-platform:images.tag")
     finally:
         stacks._infra_stacks.cache_clear()

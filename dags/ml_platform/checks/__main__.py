@@ -64,16 +64,24 @@ def main(argv: list[str] | None = None) -> int:
         from ml_platform.checks.stacks import (
             documents_from_files,
             stack_documents,
+            test_valued_stacks,
             unchecked_stacks,
         )
 
         try:
             stacks = documents_from_files(args.config) if args.config else stack_documents()
             unchecked = {} if args.config else unchecked_stacks()
+            test_valued = {} if args.config else test_valued_stacks()
             findings = check_files(args.paths or DEFAULT_PATHS, stacks, parse_budget)
         except (FileNotFoundError, ValueError) as exc:
             print(f"check-dags: {exc}", file=sys.stderr)
             return 2
+    for stack, keys in test_valued.items():
+        print(
+            f"check-dags: stack {stack} checked with test values for {', '.join(keys)} "
+            "(set per organisation, not in its stack file)",
+            file=sys.stderr,
+        )
     for stack, why in unchecked.items():
         print(f"check-dags: stack {stack} not checked: {why}", file=sys.stderr)
     for finding in findings:

@@ -113,6 +113,15 @@ def import_error_line(path: str, traceback: str) -> str:
     return str(import_error_finding(path, display_path(path), traceback, None))
 
 
+def _checked_registry(config: PlatformConfig) -> str | None:
+    """The registry images must come from, or None on a stack whose file leaves the registry
+    to the organisation: its test value is nobody's registry, so MLP205 is not asked there."""
+    from ml_platform.checks.stacks import ORG_TEST_VALUES
+
+    registry = config.images.registry
+    return None if registry == ORG_TEST_VALUES["images.registry"] else registry
+
+
 def _pod_findings(
     dag: Any, tree: ast.Module | None, shown: str, stack: str, config: PlatformConfig
 ) -> list[Finding]:
@@ -147,7 +156,7 @@ def _pod_findings(
         violations = pod_violations(
             pod,
             where=where,
-            registry=config.images.registry,
+            registry=_checked_registry(config),
             base_container=operator.base_container_name,
         )
         findings += [v.at(shown, line) for v in violations]
