@@ -14,9 +14,6 @@ from ml_platform.model_specs import spec_beside
 from ml_platform.training_dag import training_dag
 
 DAG_ID = "ml_training_pipeline"
-# GPU pods of one run at once: the kind and dev stacks' training GPU quota (2); more would be
-# refused at creation by the quota instead of queueing in Airflow.
-MAX_PARALLEL_TRAININGS = 2
 
 dag: DAG = training_dag(
     spec_beside(__file__, "churn_classifier"),
@@ -26,7 +23,6 @@ dag: DAG = training_dag(
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     tags=["ml", "training", "gpu"],
     doc_md=__doc__,
-    max_parallel=MAX_PARALLEL_TRAININGS,
     threshold_param="min_metric",  # the name runs (and their confs) have always used
     execution_timeout=timedelta(hours=2),
     local_source="churn-synthetic",

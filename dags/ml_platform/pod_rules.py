@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow.providers.cncf.kubernetes.backcompat.backwards_compat_converters import (
+    convert_affinity,
+    convert_toleration,
+)
 from airflow.providers.cncf.kubernetes.utils.xcom_sidecar import PodDefaults
 from kubernetes.client import models as k8s
 
@@ -167,7 +171,12 @@ def operator_pod(task: Any) -> k8s.V1Pod:
         init_containers=get("init_containers") or None,
         volumes=get("volumes") or None,
         host_network=bool(get("hostnetwork")),
+        # Where the pod may run, for the capacity of a GPU sweep (policies.task_policy).
+        tolerations=[convert_toleration(t) for t in get("tolerations") or []] or None,
+        affinity=convert_affinity(get("affinity")) if get("affinity") else None,
+        node_selector=get("node_selector") or None,
     )
+
     full_pod_spec = get("full_pod_spec")
     if full_pod_spec is not None and full_pod_spec.spec is not None:
         extra = full_pod_spec.spec

@@ -32,7 +32,7 @@ from kubernetes.client import models as k8s
 
 from ml_platform.dag_rules import dag_violations
 from ml_platform.pod_rules import SECURITY_CODES, operator_pod, pod_violations
-from ml_platform.pod_security import restrict_pod
+from ml_platform.pod_security import XCOM_SIDECAR, restrict_pod, xcom_sidecar_resources
 from ml_platform.pools import (
     GPU_TYPE_LABEL,
     POOL_LABEL,
@@ -186,6 +186,45 @@ def task_policy(task: Any) -> None:
     )
     if violations:
         _refuse(violations, *locate_task(task.dag.fileloc, task.dag.dag_id, task.task_id))
+    limit = limit_gpu_sweep(task, pod, platform_config())
+    if limit is not None:
+        log.warning(
+            "task %s.%s: max_active_tis_per_dagrun lowered to %d, what environment %r runs "
+            "of its pod at once (make check-dags: MLP303)",
+            task.dag.dag_id,
+            task.task_id,
+            limit,
+            platform_config().environment,
+        )
+
+
+def limit_gpu_sweep(task: Any, pod: k8s.V1Pod, config: PlatformConfig) -> int | None:
+    """At parse time (task_policy): lower a mapped GPU task's max_active_tis_per_dagrun to
+    what the stack holds of its pod at once, so extra trials queue in Airflow instead of
+    Pending or quota-refused pods. `pod` is the task's pod from its arguments (no sidecar:
+    it is added here when the task pushes XCom). Returns the new limit, or None if unchanged.
+    """
+    # Imported here: airflow_local_settings imports this module while Airflow starts.
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+    from ml_platform.capacity import capacity, concurrency
+
+    if not isinstance(task, MappedOperator) or not gpu_request(pod):
+        return None
+    if task.partial_kwargs.get("do_xcom_push"):
+        sidecar = k8s.V1Container(name=XCOM_SIDECAR, resources=xcom_sidecar_resources())
+        pod.spec.containers = [*pod.spec.containers, sidecar]
+    if pod.metadata is None:
+        pod.metadata = k8s.V1ObjectMeta(name=task.task_id)
+    try:
+        schedule_gpu_pod(pod, config)  # as pod_mutation_hook will: the pool it lands on
+    except NoPoolError:
+        return None  # refused when the pod is created (MLP301 in make check-dags)
+    held = capacity(pod, config)
+    if held is None or held.fits < 1 or concurrency(task.dag, task, config).copies <= held.fits:
+        return None
+    task.max_active_tis_per_dagrun = held.fits
+    return held.fits
 
 
 def refuse_unsafe_pod(pod: k8s.V1Pod) -> None:

@@ -153,19 +153,20 @@ def _affinity_matches(affinity: k8s.V1Affinity | None, labels: dict[str, str]) -
     )
 
 
-def _resource_total(pod: k8s.V1Pod, resource: str) -> float:
+def requested(pod: k8s.V1Pod, resource: str) -> float:
+    """What the scheduler adds up for `resource` (cpu in cores, memory in bytes): every
+    container's request, sidecars included; a request not set defaults to the limit."""
     total = 0.0
     for container in pod.spec.containers or []:
         requests = (container.resources.requests if container.resources else None) or {}
         limits = (container.resources.limits if container.resources else None) or {}
-        # Kubernetes defaults a request that is not set to the container's limit.
         quantity = requests.get(resource) or limits.get(resource)
         if quantity:
             total += float(parse_quantity(quantity))
     return total
 
 
-def _quantity(resource: str, value: float) -> str:
+def quantity_text(resource: str, value: float) -> str:
     """A summed request written as Kubernetes would: 2010m, 4106Mi, 4Gi."""
     if resource == "cpu":
         return f"{value:g}" if value == int(value) else f"{round(value * 1000)}m"
@@ -189,19 +190,31 @@ def placement_reason(pod: k8s.V1Pod, pool: Pool) -> str | None:
     return None
 
 
-def size_reason(pod: k8s.V1Pod, pool: Pool) -> str | None:
-    """Why `pod` is too big for one node of `pool` (all containers, sidecars included)."""
+def _copies_per_node(pod: k8s.V1Pod, pool: Pool) -> dict[str, tuple[int, str]]:
+    """Resource -> (copies of `pod` one node of `pool` holds by that resource alone, why not
+    more), for each resource the pod asks for and the node has a size for."""
+    copies: dict[str, tuple[int, str]] = {}
     gpus = gpu_request(pod)
-    if gpus > pool.gpus_per_node:
-        return f"asks for {gpus} GPU(s), nodes have {pool.gpus_per_node}"
+    if gpus:
+        copies["gpu"] = (
+            pool.gpus_per_node // gpus,
+            f"asks for {gpus} GPU(s), nodes have {pool.gpus_per_node}",
+        )
     for resource in ("cpu", "memory"):
         capacity = pool.node_allocatable.get(resource)
-        wanted = _resource_total(pod, resource)
-        if capacity and wanted > float(parse_quantity(capacity)):
-            # All containers together, sidecars included: what the scheduler adds up.
-            wanted_text = _quantity(resource, wanted)
-            return f"requests {resource} {wanted_text} over a node's allocatable {capacity}"
-    return None
+        wanted = requested(pod, resource)
+        if capacity and wanted:
+            copies[resource] = (
+                int(float(parse_quantity(capacity)) // wanted),
+                f"requests {resource} {quantity_text(resource, wanted)} "
+                f"over a node's allocatable {capacity}",
+            )
+    return copies
+
+
+def size_reason(pod: k8s.V1Pod, pool: Pool) -> str | None:
+    """Why `pod` is too big for one node of `pool` (all containers, sidecars included)."""
+    return next((why for count, why in _copies_per_node(pod, pool).values() if count < 1), None)
 
 
 def pods_per_node(pod: k8s.V1Pod, pool: Pool) -> int:
@@ -209,16 +222,7 @@ def pods_per_node(pod: k8s.V1Pod, pool: Pool) -> int:
     of GPUs, CPU and memory (all containers, sidecars included); 0 when one does not fit."""
     if placement_reason(pod, pool):
         return 0
-    counts = []
-    gpus = gpu_request(pod)
-    if gpus:
-        counts.append(pool.gpus_per_node // gpus)
-    for resource in ("cpu", "memory"):
-        capacity = pool.node_allocatable.get(resource)
-        wanted = _resource_total(pod, resource)
-        if capacity and wanted:
-            counts.append(int(float(parse_quantity(capacity)) // wanted))
-    return min(counts) if counts else 1
+    return min((count for count, _ in _copies_per_node(pod, pool).values()), default=1)
 
 
 def unschedulable_reason(pod: k8s.V1Pod, pool: Pool) -> str | None:

@@ -51,6 +51,9 @@ class Pool:
     node_allocatable: dict[str, str] = field(default_factory=dict)
     # gpu.stands_in_for: other stacks' GPU types this pool's (emulated) GPUs take work for.
     stands_in_for: tuple[str, ...] = ()
+    # The most nodes the pool ever has (kind: its nodes; cloud: the autoscaler's max); None in
+    # a document that does not say, and then no capacity is checked against it.
+    max_nodes: int | None = None
 
     @property
     def has_gpus(self) -> bool:
@@ -104,6 +107,8 @@ class PlatformConfig:
     mlflow_credentials_secret: str | None = None
     # limits.max_sweep_combinations: the most combinations one run's sweep may have.
     max_sweep_combinations: int = DEFAULT_MAX_SWEEP_COMBINATIONS
+    # limits.gpu_quota: GPUs the training namespace's ResourceQuota lets pods request at once.
+    gpu_quota: int | None = None
 
     @property
     def datasets_uri(self) -> str:
@@ -148,6 +153,7 @@ def _parse_pool(raw: dict[str, Any], index: int) -> Pool:
     labels = _require(raw, "labels", where)
     if not labels:
         raise PlatformConfigError(f"{CONFIG_ENV}: {where}labels must select the pool's nodes")
+    max_nodes = _optional_count(raw, "max_nodes", where, minimum=1)
     return Pool(
         name=name,
         labels=dict(labels),
@@ -156,17 +162,24 @@ def _parse_pool(raw: dict[str, Any], index: int) -> Pool:
         gpus_per_node=count,
         node_allocatable=dict(raw.get("node_allocatable") or {}),
         stands_in_for=tuple(stands_in_for),
+        max_nodes=max_nodes,
     )
 
 
-def _max_sweep_combinations(doc: dict[str, Any]) -> int:
-    limits = doc.get("limits") or {}
-    value = limits.get("max_sweep_combinations", DEFAULT_MAX_SWEEP_COMBINATIONS)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+def _optional_count(raw: dict[str, Any], key: str, where: str, minimum: int) -> int | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise PlatformConfigError(
-            f"{CONFIG_ENV}: limits.max_sweep_combinations must be an integer >= 1, got {value!r}"
+            f"{CONFIG_ENV}: {where}{key} must be an integer >= {minimum}, got {value!r}"
         )
     return value
+
+
+def _max_sweep_combinations(limits: dict[str, Any]) -> int:
+    value = _optional_count(limits, "max_sweep_combinations", "limits.", minimum=1)
+    return DEFAULT_MAX_SWEEP_COMBINATIONS if value is None else value
 
 
 def parse_config(doc: dict[str, Any]) -> PlatformConfig:
@@ -174,6 +187,7 @@ def parse_config(doc: dict[str, Any]) -> PlatformConfig:
     images = _require(doc, "images", "")
     mlflow = _require(doc, "mlflow", "")
     pools = tuple(_parse_pool(raw, i) for i, raw in enumerate(_require(doc, "pools", "")))
+    limits = doc.get("limits") or {}
     if not pools:
         raise PlatformConfigError(f"{CONFIG_ENV}: pools is empty")
     return PlatformConfig(
@@ -190,7 +204,8 @@ def parse_config(doc: dict[str, Any]) -> PlatformConfig:
         storage=dict(_require(doc, "storage", "")),
         pools=pools,
         mlflow_credentials_secret=mlflow.get("credentials_secret"),
-        max_sweep_combinations=_max_sweep_combinations(doc),
+        max_sweep_combinations=_max_sweep_combinations(limits),
+        gpu_quota=_optional_count(limits, "gpu_quota", "limits.", minimum=0),
     )
 
 

@@ -28,6 +28,7 @@ from airflow.sdk import DAG, Param, TaskGroup, task
 
 from ml_contract import PLATFORM_TRAINER, SPEC_ENV, Metric, ModelSpec, metrics_for
 from ml_platform.approval import APPROVAL_KEY, DeployGate
+from ml_platform.capacity import parallel_pods
 from ml_platform.container import container_task, mapped_container_task
 from ml_platform.dag_defaults import platform_default_args
 from ml_platform.local.partitions import register_demo_source
@@ -96,7 +97,7 @@ def training_dag(
     doc_md: str | None = None,
     owner: str | None = None,
     sweep: Mapping[str, Any] | None = None,
-    max_parallel: int = 2,
+    max_parallel: int | None = None,
     train_resources: TrainResources = TrainResources(),
     threshold_param: str = "threshold",
     execution_timeout: timedelta = timedelta(hours=2),
@@ -113,6 +114,9 @@ def training_dag(
     passed as `--<name> <value>` (max_depth -> --max-depth). `threshold_param` names the DAG
     param holding the promotion bar. `local_source` is the `trainer generate --source` whose
     data stands in for this model's partitions in the local runtime (`make run-dag`).
+    `max_parallel` (trials at once) defaults to what the stack runs side by side: the GPU
+    pool's nodes and the training GPU quota (ml_platform.capacity), so a sweep queues in
+    Airflow instead of in Pending or quota-refused pods.
     """
     config = config or platform_config()
     team = team_of(spec.source)
@@ -127,6 +131,15 @@ def training_dag(
         image, image_team = _team_image_of(spec, config)
     hyperparameter_names = list(sweep_params)  # a team image's: one list param each
     max_sweep = config.max_sweep_combinations  # the platform's limit: no run param raises it
+    if max_parallel is None:
+        max_parallel = parallel_pods(
+            config,
+            gpus=train_resources.gpus,
+            gpu_type=train_resources.gpu_type,
+            cpu=train_resources.cpu,
+            memory=train_resources.memory,
+            cap=max_sweep,
+        )
     if local_source:
         register_demo_source(model_dataset_prefix(team, spec.model), local_source)
     spec_env = {SPEC_ENV: spec.to_json()}

@@ -25,6 +25,7 @@ RULES: dict[str, str] = {
     "MLP205": "a container image is not from the platform registry",
     "MLP301": "a pod fits no node pool of a stack",
     "MLP302": "a pod cannot be built offline to be checked",
+    "MLP303": "a task runs more pods at once than a stack's pools or GPU quota hold",
     "MLP401": "a model spec is malformed",
     "MLP402": "two model specs name the same registered model",
     "MLP403": "a model spec's trainer image is neither the platform trainer nor its team's",

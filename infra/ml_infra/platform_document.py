@@ -29,6 +29,8 @@ def _pool(pool: Pool) -> dict[str, Any]:
         "taints": [{"key": t.key, "value": t.value, "effect": t.effect} for t in pool.taints],
         "gpu": _gpu(pool),
         "node_allocatable": dict(pool.node_allocatable),
+        # kind: its listed nodes; cloud: what the autoscaler may grow the pool to.
+        "max_nodes": len(pool.nodes) if pool.nodes else pool.max_size,
     }
 
 
@@ -60,5 +62,8 @@ def platform_document(config: StackConfig) -> dict[str, Any]:
         },
         "storage": storage,
         "pools": [_pool(pool) for pool in config.pools],
-        "limits": {"max_sweep_combinations": config.max_sweep_combinations},
+        "limits": {
+            "max_sweep_combinations": config.max_sweep_combinations,
+            "gpu_quota": config.training_gpu_quota,  # the training namespace's ResourceQuota
+        },
     }

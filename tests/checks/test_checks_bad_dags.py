@@ -46,6 +46,18 @@ MESSAGES = {
     "unknown_gpu_type.py": ["stack 'kind'", "'nvidia-h100-80gb'", "GPU pools: gpu"],
     "textbook_gpu_pod_on_unknown_type.py": ["'ml-platform/gpu-type': 'nvidia-a100'"],
     "pod_not_buildable.py": ["expands 'container_resources' from a run-time value"],
+    "sweep_over_gpu_quota.py": [
+        "stack 'kind': task 'train' runs up to 4 pods at once (4 mapped value(s))",
+        "the training GPU quota of 2 admits 2: 2 run at once, the rest are refused at creation",
+        "stack 'dev'",
+        "set max_active_tis_per_dagrun=2",
+    ],
+    "sweep_pods_cannot_share_node.py": [
+        "stack 'kind': task 'train' runs up to 2 pods at once (max_active_tis_per_dagrun=2), "
+        "each 1 GPU, 3001m CPU",
+        "pool gpu holds 1 (1 node(s) x 1 per node): 1 run at once, the rest wait Pending",
+        "max_parallel=1",
+    ],
 }
 
 

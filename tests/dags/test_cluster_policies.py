@@ -127,6 +127,36 @@ def test_platform_container_tasks_pass() -> None:
     task_policy(task)
 
 
+def test_a_gpu_sweep_is_limited_to_what_the_stack_runs_at_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The runtime half of MLP303: parsed in Airflow, the sweep of bad_dags (4 trials at
+    once on kind's 2-GPU quota) queues its extra trials in Airflow."""
+    monkeypatch.setattr(airflow.settings, "task_policy", task_policy)
+    path = BAD_DAGS / "sweep_over_gpu_quota.py"
+    bag = DagBag(dag_folder=str(path), safe_mode=False)
+    assert bag.import_errors == {}
+    assert bag.dags["bad_sweep_over_gpu_quota"].get_task("train").max_active_tis_per_dagrun == 2
+    assert "max_active_tis_per_dagrun lowered to 2, what environment 'kind'" in caplog.text
+    # Three CPUs per pod: one per kind GPU node, so one trial at a time.
+    path = BAD_DAGS / "sweep_pods_cannot_share_node.py"
+    bag = DagBag(dag_folder=str(path), safe_mode=False)
+    train = bag.dags["bad_sweep_pods_cannot_share_node"].get_task("train")
+    assert train.max_active_tis_per_dagrun == 1
+
+
+def test_a_sweep_within_capacity_and_a_cpu_sweep_are_left_alone() -> None:
+    with DAG("policy_sweeps", schedule=None):
+        fits = mapped_container_task(
+            "fits", image="trainer", arguments=[["a"], ["b"]], gpus=1, max_parallel=2
+        )
+        cpu = mapped_container_task("cpu", image="trainer", arguments=[["a"]] * 20)
+    task_policy(fits)
+    task_policy(cpu)
+    assert fits.max_active_tis_per_dagrun == 2
+    assert cpu.max_active_tis_per_dagrun is None
+
+
 def _pod(**spec) -> k8s.V1Pod:
     container = spec.pop("container", k8s.V1Container(name="base", image=PLATFORM_IMAGE))
     return k8s.V1Pod(

@@ -20,9 +20,11 @@ from kubernetes.client import models as k8s
 from pulumi_harness import STACKS, declared, stack_values, unwrap
 
 from ml_platform import inspection, policies
-from ml_platform.pools import check_schedulable, gpu_request
+from ml_platform.pools import POOL_LABEL, check_schedulable, gpu_request
 from ml_platform.settings import CONFIG_ENV, DEFAULT_CONFIG_FILE, PlatformConfig, parse_config
 from tests.pod_security_profile import restricted_violations
+
+GPU_QUOTA_KEY = "requests.nvidia.com/gpu"
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
 
@@ -101,6 +103,32 @@ def test_pools_in_the_document_are_the_pools_the_stack_labels(stack: str):
         assert any(pool.labels.items() <= labels.items() for labels in node_labels), pool.name
 
 
+def _declared_pool_sizes(stack: str) -> dict[str, int]:
+    """Pool -> the most nodes the declared resources let it have."""
+    resources = declared(stack)
+    if stack == "kind":
+        sizes: dict[str, int] = {}
+        for patch in resources.of_type(":NodePatch"):
+            pool = patch.inputs["metadata"]["labels"][POOL_LABEL]
+            sizes[pool] = sizes.get(pool, 0) + 1
+        return sizes
+    if stack == "prod":
+        return {
+            d.inputs["labels"][POOL_LABEL]: d.inputs["scalingConfig"]["maxSize"]
+            for d in resources.of_type(":NodeGroup")
+        }
+    return {
+        d.inputs["nodeConfig"]["labels"][POOL_LABEL]: d.inputs["autoscaling"]["maxNodeCount"]
+        for d in resources.of_type(":NodePool")
+    }
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_pool_sizes_in_the_document_are_the_declared_ones(stack: str):
+    """The capacity check (MLP303) and the training DAG's parallelism count these nodes."""
+    assert {p.name: p.max_nodes for p in _config(stack).pools} == _declared_pool_sizes(stack)
+
+
 @pytest.mark.parametrize("stack", STACKS)
 def test_namespace_service_account_and_secrets_exist(stack: str):
     namespaces = {name for _, name in _declared_names(stack, "core/v1:Namespace")}
@@ -176,12 +204,16 @@ def test_infra_and_the_dag_library_use_the_same_names():
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_the_sweep_limit_comes_from_the_stack_config(stack: str):
-    """training.max_sweep_combinations of the stack is the DAG library's limit."""
-    values = stack_values(stack)
-    declared_limit = values["ml-platform:training"]["max_sweep_combinations"]
+    """training.max_sweep_combinations and gpu_quota of the stack are the DAG library's."""
+    training = stack_values(stack)["ml-platform:training"]
     document = declared(stack).outputs["platform_config"]
-    assert document["limits"] == {"max_sweep_combinations": declared_limit}
-    assert _config(stack).max_sweep_combinations == declared_limit
+    assert document["limits"] == {
+        "max_sweep_combinations": training["max_sweep_combinations"],
+        "gpu_quota": training["gpu_quota"],
+    }
+    assert _config(stack).max_sweep_combinations == training["max_sweep_combinations"]
+    (quota,) = declared(stack).of_type(":ResourceQuota")
+    assert quota.inputs["spec"]["hard"] == {GPU_QUOTA_KEY: str(_config(stack).gpu_quota)}
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ml_contract import SPEC_SUFFIX
+from ml_platform.capacity import concurrency, over_capacity
 from ml_platform.checks.parse_time import ParseTimer, slow_parse_findings
 from ml_platform.checks.source_rules import source_findings
 from ml_platform.checks.spec_rules import spec_findings
@@ -167,7 +168,25 @@ def _pod_findings(
             reason = _POD_NAME.sub("", str(exc), count=1)
             fix = exc.fix or NO_POOL_FIX
             findings.append(Violation("MLP301", f"{where}: {reason}", fix).at(shown, line))
+            continue
+        over = over_capacity(pod, concurrency(dag, task, config), config)
+        if over:
+            message, fits = over
+            findings.append(
+                Violation(
+                    "MLP303", f"stack {stack!r}: {where} runs {message}", _capacity_fix(fits)
+                ).at(shown, line)
+            )
     return findings
+
+
+def _capacity_fix(fits: int) -> str:
+    if fits < 1:
+        return "ask for no more GPUs per pod than the stack's training GPU quota"
+    return (
+        f"set max_active_tis_per_dagrun={fits} on the mapped task (max_parallel={fits} with the "
+        "platform's factories), or ask for less per pod so more share a node"
+    )
 
 
 def check_file(path: str, stacks: dict[str, dict[str, Any]]) -> tuple[list[Finding], bool]:

@@ -75,7 +75,7 @@ def _infra_stacks() -> tuple[dict[str, dict[str, Any]], dict[str, str], dict[str
             except StackConfigError as exc:
                 missing = _MISSING.match(str(exc))
                 key = missing["key"] if missing else None
-                if key not in test_values or key in filled or not isinstance(raw, dict):
+                if key not in test_values or key in filled:
                     unchecked[stack] = f"{path.name}: {exc}"
                     break
                 raw = json.loads(json.dumps(raw))  # a copy: filled only for the checks
