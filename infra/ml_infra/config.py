@@ -28,6 +28,10 @@ PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 REQUIRED_NAMESPACES = ("airflow", "training", "serving", "mlflow", "storage")
 REQUIRED_SERVICE_ACCOUNTS = ("training", "deployer", "serving")
 REQUIRED_IMAGES = ("trainer", "deployer")
+# Namespaces Kubernetes runs itself: a default-deny policy or quota there breaks the cluster.
+RESERVED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+# Tags that move: on a cloud stack an image must be the one that was reviewed and tested.
+MUTABLE_TAGS = ("latest", "main", "master", "dev", "edge", "nightly", "stable")
 # Provider settings that belong to one organisation, set with `pulumi config set`, not
 # committed: the GCP project.
 GCP_PROJECT_KEY = "gcp:project"
@@ -243,8 +247,19 @@ def _names(section: Section, name: str, required: tuple[str, ...]) -> dict[str, 
     for wanted in required:
         if wanted not in values:
             raise StackConfigError(f"{section.key(name)}.{wanted}: required key is missing")
+    seen: dict[str, str] = {}
     for item, value in values.items():
-        _check_dns_label(value, f"{section.key(name)}.{item}")
+        key = f"{section.key(name)}.{item}"
+        _check_dns_label(value, key)
+        if value in seen:
+            # One name for two roles merges their permissions, policies and quotas.
+            raise StackConfigError(f"{key}: {value!r} is already {name}.{seen[value]}")
+        seen[value] = item
+        if name == "namespaces" and value in RESERVED_NAMESPACES:
+            raise StackConfigError(
+                f"{key}: {value!r} is run by Kubernetes itself; the platform's policies and "
+                "quotas there would break the cluster"
+            )
     return values
 
 
@@ -428,15 +443,21 @@ def _hard_taints(pool: Pool) -> list[Taint]:
     return [t for t in pool.taints if t.effect in ("NoSchedule", "NoExecute")]
 
 
-def _images(root: Section) -> Images:
+def _images(root: Section, cloud: str) -> Images:
     images = root.section("images")
     names = images.string_map("names")
     for wanted in REQUIRED_IMAGES:
         if wanted not in names:
             raise StackConfigError(f"{images.key('names')}.{wanted}: required key is missing")
+    tag = images.str("tag")
+    if cloud != "kind" and (tag in MUTABLE_TAGS or not tag):
+        raise StackConfigError(
+            f"{images.key('tag')}: {tag!r} is a tag that moves; a {cloud} stack runs the "
+            "release it was tested with (a version such as 2026.11, or a commit)"
+        )
     result = Images(
         registry=images.str("registry"),
-        tag=images.str("tag"),
+        tag=tag,
         pull_policy=images.choice("pull_policy", PULL_POLICIES, default="IfNotPresent"),
         names=names,
     )
@@ -635,6 +656,13 @@ def parse_stack_config(
             f"{training.key('gpu_quota')}: {gpu_quota} is below the {largest} GPU(s) of the "
             "largest GPU node, so a pod using a whole node could never start"
         )
+    gpus_ever = sum(p.gpu.count * (len(p.nodes) or p.max_size) for p in pools if p.gpu)
+    if gpu_quota > gpus_ever:
+        held = f"the GPU pools hold at most {gpus_ever}" if gpus_ever else "no pool has GPUs"
+        raise StackConfigError(
+            f"{training.key('gpu_quota')}: {gpu_quota} GPUs, but {held}: trials would be "
+            "admitted that no node can run"
+        )
     max_sweep = training.int("max_sweep_combinations", minimum=1, default=16)
     training.done()
     config = StackConfig(
@@ -642,7 +670,7 @@ def parse_stack_config(
         cloud=cloud,
         namespaces=namespaces,
         service_accounts=service_accounts,
-        images=_images(root),
+        images=_images(root, cloud),
         storage=_storage(root),
         pools=pools,
         training_gpu_quota=gpu_quota,

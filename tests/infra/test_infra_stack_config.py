@@ -122,6 +122,48 @@ BAD_CONFIGS = {
         "ml-platform:airflow.executor",
         "is not one of LocalExecutor, CeleryExecutor",
     ),
+    "training and serving in one namespace": (
+        "kind",
+        _set("namespaces.serving", "ml-training"),
+        "ml-platform:namespaces.serving",
+        "'ml-training' is already namespaces.training",
+    ),
+    "airflow and mlflow in one namespace": (
+        "prod",
+        _set("namespaces.mlflow", "airflow"),
+        "ml-platform:namespaces.mlflow",
+        "'airflow' is already namespaces.airflow",
+    ),
+    "a workload in kube-system": (
+        "dev",
+        _set("namespaces.training", "kube-system"),
+        "ml-platform:namespaces.training",
+        "run by Kubernetes itself",
+    ),
+    "one name for two service accounts": (
+        "kind",
+        _set("service_accounts.deployer", "ml-training-runner"),
+        "ml-platform:service_accounts.deployer",
+        "'ml-training-runner' is already service_accounts.training",
+    ),
+    "GPU quota with no GPU pool": (
+        "kind",
+        lambda values: values["ml-platform:pools"].pop(1),
+        "ml-platform:training.gpu_quota",
+        "2 GPUs, but no pool has GPUs",
+    ),
+    "GPU quota above what the pools ever hold": (
+        "prod",
+        _set("training.gpu_quota", 17),
+        "ml-platform:training.gpu_quota",
+        "17 GPUs, but the GPU pools hold at most 16",
+    ),
+    "a moving tag in prod": (
+        "prod",
+        _set("images.tag", "latest"),
+        "ml-platform:images.tag",
+        "'latest' is a tag that moves",
+    ),
     "GPU quota below one node's GPUs": (
         "prod",
         _set("training.gpu_quota", 2),
