@@ -58,6 +58,14 @@ POD_SECURITY = {
     "pod-security.kubernetes.io/enforce": "restricted",
     "pod-security.kubernetes.io/warn": "restricted",
 }
+# airflow, mlflow and storage run upstream charts whose pods are not all restricted-ready:
+# baseline is enforced (no privileged pod, hostPath or host namespace gets in), and what
+# restricted would refuse is reported as a warning on apply and in the audit log.
+PLATFORM_POD_SECURITY = {
+    "pod-security.kubernetes.io/enforce": "baseline",
+    "pod-security.kubernetes.io/warn": "restricted",
+    "pod-security.kubernetes.io/audit": "restricted",
+}
 
 
 def airflow_pod_launchers(config: StackConfig) -> list[str]:
@@ -73,7 +81,9 @@ def declare_namespaces(
     return {
         role: k8s.core.v1.Namespace(
             f"ns-{role}",
-            metadata=metadata(name, labels=POD_SECURITY if role in workloads else None),
+            metadata=metadata(
+                name, labels=POD_SECURITY if role in workloads else PLATFORM_POD_SECURITY
+            ),
             opts=k8s_opts(provider),
         )
         for role, name in config.namespaces.items()

@@ -1,12 +1,18 @@
-"""NetworkPolicies: the training and serving namespaces deny everything, then allow what runs.
+"""NetworkPolicies: every namespace the program creates denies everything, then allows what runs.
 
-- every pod there: DNS;
+- every pod: DNS;
 - training pods: MLflow, object storage, and the model server (the deployer's smoke test);
 - the deployer's pods: the Kubernetes API (to roll out the model server);
-- model servers: MLflow (they load the model through it), and ingress on their port.
-
-Airflow needs no rule: KubernetesPodOperator creates pods, reads their logs and execs into
-the XCom sidecar through the Kubernetes API server, never by connecting to a pod.
+- model servers: MLflow (they load the model through it), and ingress on their port;
+- airflow: its components talk among themselves (API server, scheduler, DAG processor,
+  triggerer, workers, Redis, StatsD), reach the metadata database, the log bucket, the
+  Kubernetes API (KubernetesPodOperator creates pods, reads logs and execs into the XCom
+  sidecar through it, never by connecting to a pod) and, with a git DAG bundle, the
+  repository; nothing outside the namespace connects to them;
+- mlflow: takes requests from training and serving only, reaches its database and the
+  artifact bucket (it proxies artifacts);
+- storage (the database setup Job; on kind also PostgreSQL and SeaweedFS): PostgreSQL takes
+  connections from airflow and mlflow, the S3 endpoint from training, airflow and mlflow.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import pulumi_kubernetes as k8s
 
 from ml_infra.config import StackConfig
 from ml_infra.conventions import IMAGE_LABEL
-from ml_infra.endpoints import SEAWEEDFS_S3_PORT, SERVING_PORT
+from ml_infra.endpoints import POSTGRES_PORT, SEAWEEDFS_S3_PORT, SERVING_PORT
 from ml_infra.kube import k8s_opts, metadata
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by Kubernetes on every namespace
@@ -45,12 +51,88 @@ def _storage_egress(config: StackConfig) -> dict:
     return {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": _tcp(443)}
 
 
+def _database_egress(config: StackConfig) -> dict:
+    """The metadata database: kind's PostgreSQL in the storage namespace, RDS inside the VPC,
+    Cloud SQL at its private address (allocated by Google in the peering range: port only)."""
+    if config.cloud == "kind":
+        return {"to": [_namespace(config.namespaces["storage"])], "ports": _tcp(POSTGRES_PORT)}
+    if config.cloud == "aws" and config.aws:
+        return {"to": [{"ipBlock": {"cidr": config.aws.vpc_cidr}}], "ports": _tcp(POSTGRES_PORT)}
+    return {"ports": _tcp(POSTGRES_PORT)}
+
+
+def _same_namespace() -> dict:
+    return {"podSelector": {}}
+
+
+def _platform_namespace_specs(config: StackConfig) -> dict[tuple[str, str], dict]:
+    """Default-deny and allows for the airflow, mlflow and storage namespaces."""
+    ns = config.namespaces
+    all_pods: dict = {}
+    deny = {"podSelector": all_pods, "policyTypes": ["Ingress", "Egress"]}
+    within = {
+        "podSelector": all_pods,
+        "policyTypes": ["Ingress", "Egress"],
+        "ingress": [{"from": [_same_namespace()]}],
+        "egress": [{"to": [_same_namespace()]}, _dns()],
+    }
+    airflow_out = [_database_egress(config), _storage_egress(config)]
+    # KubernetesPodOperator and the git DAG bundle: HTTPS to the API server and the repository.
+    airflow_out.append({"ports": _tcp(*KUBE_API_PORTS)})
+    specs = {
+        ("airflow", "default-deny"): deny,
+        ("airflow", "allow-within-namespace"): within,
+        ("airflow", "allow-database-logs-kube-api"): {
+            "podSelector": all_pods,
+            "policyTypes": ["Egress"],
+            "egress": airflow_out,
+        },
+        ("mlflow", "default-deny"): deny,
+        ("mlflow", "allow-within-namespace"): within,
+        ("mlflow", "allow-tracking-clients"): {
+            "podSelector": all_pods,
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [
+                {
+                    "from": [_namespace(ns["training"]), _namespace(ns["serving"])],
+                    "ports": _tcp(config.mlflow.port),
+                }
+            ],
+            "egress": [_database_egress(config), _storage_egress(config)],
+        },
+        ("storage", "default-deny"): deny,
+        ("storage", "allow-within-namespace"): within,
+        # The database setup Job reaches a managed database outside the cluster.
+        ("storage", "allow-database"): {
+            "podSelector": all_pods,
+            "policyTypes": ["Egress"],
+            "egress": [_database_egress(config)],
+        },
+    }
+    if config.cloud == "kind":
+        specs["storage", "allow-database-and-s3-clients"] = {
+            "podSelector": all_pods,
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [_namespace(ns["airflow"]), _namespace(ns["mlflow"])],
+                    "ports": _tcp(POSTGRES_PORT),
+                },
+                {
+                    "from": [_namespace(ns[r]) for r in ("training", "airflow", "mlflow")],
+                    "ports": _tcp(SEAWEEDFS_S3_PORT),
+                },
+            ],
+        }
+    return specs
+
+
 def policy_specs(config: StackConfig) -> dict[tuple[str, str], dict]:
     """(namespace role, policy name) -> NetworkPolicy spec."""
     ns = config.namespaces
     mlflow = {"to": [_namespace(ns["mlflow"])], "ports": _tcp(config.mlflow.port)}
     all_pods: dict = {}
-    return {
+    return _platform_namespace_specs(config) | {
         ("training", "default-deny"): {
             "podSelector": all_pods,
             "policyTypes": ["Ingress", "Egress"],

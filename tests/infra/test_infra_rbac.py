@@ -89,3 +89,24 @@ def test_workload_namespaces_enforce_pod_security_restricted(stack: str):
     }
     for namespace in ("ml-training", "ml-serving"):
         assert labels[namespace]["pod-security.kubernetes.io/enforce"] == "restricted", namespace
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_namespace_the_program_creates_has_a_pod_security_level(stack: str):
+    """The upstream charts' namespaces enforce baseline and warn (and audit) at restricted."""
+    labels = {
+        d.inputs["metadata"]["name"]: d.inputs["metadata"].get("labels") or {}
+        for d in declared(stack).of_type(":Namespace")
+    }
+    assert {"airflow", "mlflow", "storage", "ml-training", "ml-serving"} <= set(labels)
+    # kind's emulated GPU device plugin mounts the node's kubelet socket (hostPath).
+    assert set(labels) - {"airflow", "mlflow", "storage", "ml-training", "ml-serving"} <= {
+        "gpu-operator"
+    }
+    for namespace in ("airflow", "mlflow", "storage"):
+        levels = {k: v for k, v in labels[namespace].items() if k.startswith("pod-security.")}
+        assert levels == {
+            "pod-security.kubernetes.io/enforce": "baseline",
+            "pod-security.kubernetes.io/warn": "restricted",
+            "pod-security.kubernetes.io/audit": "restricted",
+        }, namespace
