@@ -68,6 +68,15 @@ PLATFORM_POD_SECURITY = {
 }
 
 
+def _pod_security(config: StackConfig, role: str, workloads: set[str]) -> dict[str, str]:
+    if role in workloads:
+        return POD_SECURITY
+    if role == "airflow" and config.airflow.dags.source == "local":
+        # kind mounts the checkout into every Airflow pod by hostPath, which baseline refuses.
+        return {**PLATFORM_POD_SECURITY, "pod-security.kubernetes.io/enforce": "privileged"}
+    return PLATFORM_POD_SECURITY
+
+
 def airflow_pod_launchers(config: StackConfig) -> list[str]:
     """Airflow's service accounts (chart naming) that run KubernetesPodOperator code."""
     runner = "scheduler" if config.airflow.executor == "LocalExecutor" else "worker"
@@ -81,9 +90,7 @@ def declare_namespaces(
     return {
         role: k8s.core.v1.Namespace(
             f"ns-{role}",
-            metadata=metadata(
-                name, labels=POD_SECURITY if role in workloads else PLATFORM_POD_SECURITY
-            ),
+            metadata=metadata(name, labels=_pod_security(config, role, workloads)),
             opts=k8s_opts(provider),
         )
         for role, name in config.namespaces.items()

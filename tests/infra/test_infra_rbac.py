@@ -105,8 +105,10 @@ def test_every_namespace_the_program_creates_has_a_pod_security_level(stack: str
     }
     for namespace in ("airflow", "mlflow", "storage"):
         levels = {k: v for k, v in labels[namespace].items() if k.startswith("pod-security.")}
+        # kind's Airflow pods mount the local checkout by hostPath: not even baseline.
+        enforced = "privileged" if (stack, namespace) == ("kind", "airflow") else "baseline"
         assert levels == {
-            "pod-security.kubernetes.io/enforce": "baseline",
+            "pod-security.kubernetes.io/enforce": enforced,
             "pod-security.kubernetes.io/warn": "restricted",
             "pod-security.kubernetes.io/audit": "restricted",
         }, namespace
