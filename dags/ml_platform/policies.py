@@ -184,6 +184,7 @@ def task_policy(task: Any) -> None:
         registry=platform_config().images.registry,
         base_container=pod.spec.containers[0].name,
     )
+    violations += _deployer_account_violations(task)
     if violations:
         _refuse(violations, *locate_task(task.dag.fileloc, task.dag.dag_id, task.task_id))
     limit = limit_gpu_sweep(task, pod, platform_config())
@@ -196,6 +197,25 @@ def task_policy(task: Any) -> None:
             limit,
             platform_config().environment,
         )
+
+
+def _deployer_account_violations(task: Any) -> list[Violation]:
+    from ml_platform.deployer_rules import dag_team, deployer_account_violations, env_dict
+
+    kwargs = getattr(task, "partial_kwargs", None)
+
+    def get(name: str) -> Any:
+        return kwargs.get(name) if kwargs is not None else getattr(task, name, None)
+
+    return deployer_account_violations(
+        service_account=get("service_account_name"),
+        image=get("image"),
+        cmds=get("cmds"),
+        env=env_dict(get("env_vars")),
+        team=dag_team(task.dag.fileloc),
+        where=f"task {task.task_id!r}",
+        config=platform_config(),
+    )
 
 
 def limit_gpu_sweep(task: Any, pod: k8s.V1Pod, config: PlatformConfig) -> int | None:

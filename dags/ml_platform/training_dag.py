@@ -286,7 +286,7 @@ def training_dag(
                 "--model-name",
                 "{{ params.model_name }}",
             ],
-            env={**spec_env, **_deployer_env(config)},
+            env={**spec_env, **_deployer_env(config, team)},
             retries=0,  # a failed rollout has already rolled itself back
             config=config,
         )
@@ -355,8 +355,10 @@ def _team_image_of(spec: ModelSpec, config: PlatformConfig) -> tuple[str, str]:
     return image.name, image.team
 
 
-def _deployer_env(config: PlatformConfig) -> dict[str, str]:
+def _deployer_env(config: PlatformConfig, team: str) -> dict[str, str]:
     env = {
+        # The deployer refuses a registered model another team owns (its ml-platform.team tag).
+        "DEPLOYER_TEAM": team,
         "DEPLOYER_NAMESPACE": config.namespaces["serving"],
         "DEPLOYER_IMAGE": config.images.ref("deployer"),
         "DEPLOYER_SERVICE_ACCOUNT": config.service_accounts["serving"],

@@ -43,6 +43,11 @@ MESSAGES = {
         "'localhost/ml-platform'",
         "container_task(image=",
     ],
+    "deployer_account_misused.py": [
+        "task 'replace_their_model' runs as the deployer account 'ml-deployer' for team 'risk' "
+        "(DEPLOYER_TEAM) in a DAG of team 'ml-platform'",
+        "deploy through the platform's training DAG",
+    ],
     "unknown_gpu_type.py": ["stack 'kind'", "'nvidia-h100-80gb'", "GPU pools: gpu"],
     "textbook_gpu_pod_on_unknown_type.py": ["'ml-platform/gpu-type': 'nvidia-a100'"],
     "pod_not_buildable.py": ["expands 'container_resources' from a run-time value"],

@@ -121,6 +121,36 @@ def test_a_mapped_container_task_is_checked_from_its_partial_arguments() -> None
     assert "MLP204 task 'train' sets hostNetwork: true" in _refusal(task_policy, task)
 
 
+def test_only_a_teams_own_deploy_step_runs_as_the_deployer() -> None:
+    with DAG("policy_deployer", schedule=None):
+        shell = container_task(
+            "shell",
+            image="deployer",
+            service_account="deployer",
+            cmds=["sh", "-c"],
+            arguments=["kubectl delete deployment --all"],
+            env={"DEPLOYER_TEAM": "ml-platform"},
+        )
+        foreign = KubernetesPodOperator(
+            task_id="foreign",
+            image=PLATFORM_IMAGE,
+            service_account_name="ml-deployer",
+            container_resources=k8s.V1ResourceRequirements(requests=SIZE, limits=SIZE),
+        )
+        own = container_task(
+            "own",
+            image="deployer",
+            service_account="deployer",
+            arguments=["deploy"],
+            env={"DEPLOYER_TEAM": "ml-platform"},  # this file is the platform's, not a team's
+        )
+    assert "with its own cmds instead of the deployer's entrypoint" in _refusal(task_policy, shell)
+    message = _refusal(task_policy, foreign)
+    assert f"with image {PLATFORM_IMAGE!r}, not the platform's deployer" in message
+    assert "for team None (DEPLOYER_TEAM) in a DAG of team 'ml-platform'" in message
+    task_policy(own)
+
+
 def test_platform_container_tasks_pass() -> None:
     with DAG("policy_platform", schedule=None):
         task = container_task("train", image="trainer", arguments=["train"], gpus=1)
@@ -209,7 +239,9 @@ def test_airflow_turns_a_refusal_into_an_import_error(monkeypatch: pytest.Monkey
     """What the DAG processor does with the policies airflow_local_settings installs."""
     monkeypatch.setattr(airflow.settings, "dag_policy", dag_policy)
     monkeypatch.setattr(airflow.settings, "task_policy", task_policy)
-    for name, code in [("no_owner.py", "MLP101"), ("privileged_pod.py", "MLP202")]:
+    cases = [("no_owner.py", "MLP101"), ("privileged_pod.py", "MLP202")]
+    cases.append(("deployer_account_misused.py", "MLP206"))
+    for name, code in cases:
         path = BAD_DAGS / name
         bag = DagBag(dag_folder=str(path), safe_mode=False)
         assert bag.dags == {}

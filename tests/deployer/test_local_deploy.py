@@ -277,3 +277,42 @@ def test_stop_all_models_stops_every_recorded_process(
     assert stop_all_models(local_deployer.state_dir) == [model_name]
 
     assert not any(processes.alive(pid) for pid in pids)
+
+
+def test_a_teams_deploy_step_deploys_only_its_own_models(
+    local_deployer: LocalDeployer, model_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DEPLOYER_TEAM (set by the platform's training DAG): the first deploy makes the model
+    the team's; another team's deploy or rollback is refused in one line, changing nothing."""
+    client = MlflowClient()
+    monkeypatch.setenv("DEPLOYER_TEAM", "fraud")
+    first_run = log_torch_model(auc=0.8)
+    owned = local_deployer("deploy", "--run-id", first_run, "--model-name", model_name)
+    assert owned.code == 0, owned.stderr
+    assert client.get_registered_model(model_name).tags["ml-platform.team"] == "fraud"
+
+    monkeypatch.setenv("DEPLOYER_TEAM", "risk")
+    other_run = log_torch_model(auc=0.9, seed=1)
+    refused = local_deployer("deploy", "--run-id", other_run, "--model-name", model_name)
+    assert refused.code == 1
+    assert refused.stderr == (
+        f"deployer deploy: failed at authority: registered model '{model_name}' belongs to "
+        "team 'fraud'; the deploy step of team 'risk' deploys only its own models\n"
+    )
+    refused_rollback = local_deployer("rollback", "--model-name", model_name)
+    assert refused_rollback.code == 1
+    assert "failed at authority: " in refused_rollback.stderr
+    assert len(client.search_model_versions(f"name = '{model_name}'")) == 1
+    assert client.get_registered_model(model_name).aliases == {"champion": "1"}
+    assert serving_version(owned.xcom["endpoint"]) == "1"
+
+    # A model nobody's deploy step registered (a person at a terminal): no team may take it.
+    monkeypatch.delenv("DEPLOYER_TEAM")
+    unowned_name = f"{model_name}-unowned"
+    by_hand = local_deployer("deploy", "--run-id", first_run, "--model-name", unowned_name)
+    assert by_hand.code == 0, by_hand.stderr
+    monkeypatch.setenv("DEPLOYER_TEAM", "fraud")
+    claimed = local_deployer("deploy", "--run-id", other_run, "--model-name", unowned_name)
+    assert claimed.code == 1
+    assert f"registered model '{unowned_name}' has no ml-platform.team tag" in claimed.stderr
+    assert len(client.search_model_versions(f"name = '{unowned_name}'")) == 1

@@ -24,6 +24,9 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 PREVIOUS_CHAMPION_TAG = "previous_champion"
 REGISTRATION_TIMEOUT_S = 300
+# The team that owns a registered model: set when a team's deploy step first registers it;
+# another team's deploy step is refused (DEPLOYER_TEAM, set by the platform's training DAG).
+TEAM_TAG = "ml-platform.team"
 
 
 def _missing(exc: MlflowException) -> bool:
@@ -78,6 +81,37 @@ class Registry:
                 raise StepFailed("model", why) from None
             raise StepFailed("model", one_line(exc)) from None
         return RunModel(run_id, artifact_path, mlmodel.model_id, dict(run.data.metrics), mlmodel)
+
+    def check_owner(self, name: str, team: str) -> bool:
+        """Raise StepFailed("authority") unless `team` owns registered model `name`; False
+        when the model does not exist yet (the team's first deploy creates it as its own)."""
+        try:
+            model = self.client.get_registered_model(name)
+        except MlflowException as exc:
+            if _missing(exc):
+                return False
+            raise StepFailed("authority", f"cannot read {name!r}: {one_line(exc)}") from None
+        owner = (model.tags or {}).get(TEAM_TAG)
+        if owner == team:
+            return True
+        if owner is None:
+            why = (
+                f"registered model {name!r} has no {TEAM_TAG} tag, so no team's deploy step may "
+                f"change it; a platform admin sets the tag to its owning team"
+            )
+        else:
+            why = (
+                f"registered model {name!r} belongs to team {owner!r}; the deploy step of team "
+                f"{team!r} deploys only its own models"
+            )
+        raise StepFailed("authority", why)
+
+    def create_owned(self, name: str, team: str) -> None:
+        """Create registered model `name` tagged as `team`'s (before its first version)."""
+        try:
+            self.client.create_registered_model(name, tags={TEAM_TAG: team})
+        except MlflowException as exc:
+            raise StepFailed("register", f"cannot create {name!r}: {one_line(exc)}") from None
 
     def find_or_register(self, name: str, run_model: RunModel) -> tuple[ModelVersion, bool]:
         """The version registered from this run's model, created only when there is none."""

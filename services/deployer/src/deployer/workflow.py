@@ -25,12 +25,21 @@ from deployer.targets import Revision, Target
 log = logging.getLogger(__name__)
 
 
+TEAM_ENV = "DEPLOYER_TEAM"
+
+
 def deployed_by() -> str:
     """Who deploys: the Airflow DAG run when inside one, else the local user."""
     dag_id = os.environ.get("AIRFLOW_CTX_DAG_ID")
     if dag_id:
         return f"airflow:{dag_id}/{os.environ.get('AIRFLOW_CTX_DAG_RUN_ID', '')}"
     return f"user:{getpass.getuser()}"
+
+
+def deploying_team() -> str | None:
+    """The team whose DAG runs this deploy (DEPLOYER_TEAM, set by the platform's training
+    DAG), or None for a person at a terminal, whose MLflow identity decides what they may do."""
+    return os.environ.get(TEAM_ENV, "").strip() or None
 
 
 def _now() -> str:
@@ -88,8 +97,12 @@ def deploy(
     timeout_s: float,
 ) -> dict[str, Any]:
     """Register the run's model, roll it out, smoke-test it, make it champion."""
+    team = deploying_team()
+    exists = registry.check_owner(model_name, team) if team else True
     run_model = registry.run_model(run_id, artifact_path)
     request = smoke.smoke_request(run_model.uri, run_model.mlmodel)
+    if team and not exists:
+        registry.create_owned(model_name, team)
     version, _ = registry.find_or_register(model_name, run_model)
     previous = registry.aliases(model_name, "register").get(CHAMPION)
     revision = Revision(model_name, version.version)
@@ -144,6 +157,9 @@ def rollback(
     registry: Registry, target: Target, *, model_name: str, timeout_s: float
 ) -> dict[str, Any]:
     """Serve and crown the champion before the current one again."""
+    team = deploying_team()
+    if team:
+        registry.check_owner(model_name, team)
     current = registry.aliases(model_name, "champion").get(CHAMPION)
     if not current:
         raise StepFailed("champion", f"{model_name} has no {CHAMPION} to roll back from")
