@@ -31,6 +31,9 @@ from ml_platform.settings import (
     runtime,
 )
 
+# The one writable path of a platform image besides the XCom folder; disk-backed, bounded.
+SCRATCH_PATH = "/tmp"
+SCRATCH_SIZE = "20Gi"
 # Rendered per task instance: the images tag their MLflow runs with these to detect retries.
 AIRFLOW_CONTEXT_ENV = {
     "AIRFLOW_CTX_DAG_ID": "{{ dag.dag_id }}",
@@ -101,6 +104,13 @@ def image_labels(config: PlatformConfig, image: str, team: str | None) -> dict[s
     return {IMAGE_LABEL: image, TEAM_LABEL: team}
 
 
+def _scratch() -> tuple[k8s.V1Volume, k8s.V1VolumeMount]:
+    empty_dir = k8s.V1EmptyDirVolumeSource(size_limit=SCRATCH_SIZE)
+    return k8s.V1Volume(name="tmp", empty_dir=empty_dir), k8s.V1VolumeMount(
+        name="tmp", mount_path=SCRATCH_PATH
+    )
+
+
 def container_task_kwargs(
     *,
     image: str,
@@ -125,6 +135,7 @@ def container_task_kwargs(
     reference = image_reference(config, image, team)
     pool = select_pool(config, gpus=gpus, gpu_type=gpu_type)
     secret_refs = [Secret("env", None, name) for name in secrets or []]
+    scratch_volume, scratch_mount = _scratch()
     if config.storage.get("credentials_secret"):
         secret_refs.append(Secret("env", None, config.storage["credentials_secret"]))
     if config.mlflow_credentials_secret:
@@ -143,7 +154,11 @@ def container_task_kwargs(
         # PodSecurity `restricted` (ml_platform.pod_security), the XCom sidecar included;
         # pod_mutation_hook adds the sidecar's limits, which have no operator argument.
         "security_context": pod_security_context(),
-        "container_security_context": container_security_context(),
+        # Read-only root: the platform images write only to /tmp (their HOME and TMPDIR, an
+        # emptyDir below) and /airflow/xcom (the operator's own emptyDir).
+        "container_security_context": container_security_context(read_only_root=True),
+        "volumes": [scratch_volume, *(kpo_kwargs.pop("volumes", None) or [])],
+        "volume_mounts": [scratch_mount, *(kpo_kwargs.pop("volume_mounts", None) or [])],
         "xcom_sidecar_container_security_context": xcom_sidecar_security_context(),
         "deferrable": True,
         "on_finish_action": "delete_pod",

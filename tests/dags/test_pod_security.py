@@ -114,3 +114,26 @@ def test_the_profile_check_names_each_broken_rule():
             "volume docker: type ['hostPath'] is not allowed",
         ]
     )
+
+
+@pytest.mark.usefixtures("platform_container_task")
+def test_platform_containers_have_a_read_only_root_and_a_bounded_tmp(container_pod: k8s.V1Pod):
+    """The trainer and deployer write only to /tmp (their HOME and TMPDIR) and the XCom
+    folder, both emptyDirs; everything else of the image is read-only."""
+    base = next(c for c in container_pod.spec.containers if c.name == "base")
+    assert base.security_context.read_only_root_filesystem is True
+    mounts = {m.mount_path: m.name for m in base.volume_mounts or []}
+    assert mounts["/tmp"] == "tmp"
+    volumes = {v.name: v for v in container_pod.spec.volumes or []}
+    assert volumes["tmp"].empty_dir.size_limit == "20Gi"
+    assert volumes[mounts["/airflow/xcom"]].empty_dir is not None
+
+
+def test_a_tasks_own_volumes_come_beside_the_scratch_one():
+    from ml_platform.container import container_task_kwargs
+
+    extra = k8s.V1Volume(name="cache", empty_dir=k8s.V1EmptyDirVolumeSource())
+    mount = k8s.V1VolumeMount(name="cache", mount_path="/cache")
+    kwargs = container_task_kwargs(image="trainer", volumes=[extra], volume_mounts=[mount])
+    assert [v.name for v in kwargs["volumes"]] == ["tmp", "cache"]
+    assert [m.mount_path for m in kwargs["volume_mounts"]] == ["/tmp", "/cache"]
