@@ -30,6 +30,8 @@ EKS_TAINT_EFFECTS = {
 }
 AUTOSCALER_SERVICE_ACCOUNT = "cluster-autoscaler"
 AUTOSCALER_NAMESPACE = "kube-system"
+EBS_CSI_SERVICE_ACCOUNT = "ebs-csi-controller-sa"  # the add-on's controller
+EBS_CSI_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"
 
 
 def _assume_role(service: str) -> str:
@@ -145,20 +147,19 @@ def _kubeconfig(cluster: aws.eks.Cluster, region: str) -> pulumi.Output[str]:
     ).apply(render)
 
 
-def _autoscaler_role(
-    cluster: aws.eks.Cluster, opts: pulumi.ResourceOptions
-) -> tuple[aws.iam.Role, aws.iam.OpenIdConnectProvider]:
-    oidc = aws.iam.OpenIdConnectProvider(
-        "eks-oidc",
-        url=cluster.identities[0].oidcs[0].issuer,
-        client_id_lists=["sts.amazonaws.com"],
-        opts=opts,
-    )
+def _service_account_role(
+    name: str,
+    oidc: aws.iam.OpenIdConnectProvider,
+    namespace: str,
+    service_account: str,
+    opts: pulumi.ResourceOptions,
+) -> aws.iam.Role:
+    """An IAM role only `namespace/service_account` of this cluster may assume (IRSA)."""
 
     def trust(args: list) -> str:
         arn, issuer = args
         host = issuer.removeprefix("https://")
-        subject = f"system:serviceaccount:{AUTOSCALER_NAMESPACE}:{AUTOSCALER_SERVICE_ACCOUNT}"
+        subject = f"system:serviceaccount:{namespace}:{service_account}"
         return json.dumps(
             {
                 "Version": "2012-10-17",
@@ -178,48 +179,100 @@ def _autoscaler_role(
             }
         )
 
-    role = aws.iam.Role(
-        "cluster-autoscaler",
-        assume_role_policy=pulumi.Output.all(oidc.arn, oidc.url).apply(trust),
-        opts=opts,
+    return aws.iam.Role(
+        name, assume_role_policy=pulumi.Output.all(oidc.arn, oidc.url).apply(trust), opts=opts
+    )
+
+
+def autoscaler_policy(cluster_name: str) -> dict:
+    """Describe anything (those calls take no resource), but scale or terminate only the
+    Auto Scaling groups of this cluster's node groups, which EKS tags as owned by it."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "autoscaling:DescribeAutoScalingGroups",
+                    "autoscaling:DescribeAutoScalingInstances",
+                    "autoscaling:DescribeLaunchConfigurations",
+                    "autoscaling:DescribeScalingActivities",
+                    "autoscaling:DescribeTags",
+                    "ec2:DescribeImages",
+                    "ec2:DescribeInstanceTypes",
+                    "ec2:DescribeLaunchTemplateVersions",
+                    "ec2:GetInstanceTypesFromInstanceRequirements",
+                    "eks:DescribeNodegroup",
+                ],
+                "Resource": "*",
+            },
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "autoscaling:SetDesiredCapacity",
+                    "autoscaling:TerminateInstanceInAutoScalingGroup",
+                ],
+                "Resource": "*",
+                "Condition": {
+                    "StringEquals": {
+                        f"aws:ResourceTag/k8s.io/cluster-autoscaler/{cluster_name}": "owned"
+                    }
+                },
+            },
+        ],
+    }
+
+
+def _autoscaler_role(
+    name: str, oidc: aws.iam.OpenIdConnectProvider, opts: pulumi.ResourceOptions
+) -> aws.iam.Role:
+    role = _service_account_role(
+        "cluster-autoscaler", oidc, AUTOSCALER_NAMESPACE, AUTOSCALER_SERVICE_ACCOUNT, opts
     )
     aws.iam.RolePolicy(
-        "cluster-autoscaler",
-        role=role.id,
-        policy=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Action": [
-                            "autoscaling:DescribeAutoScalingGroups",
-                            "autoscaling:DescribeAutoScalingInstances",
-                            "autoscaling:DescribeLaunchConfigurations",
-                            "autoscaling:DescribeScalingActivities",
-                            "autoscaling:DescribeTags",
-                            "ec2:DescribeImages",
-                            "ec2:DescribeInstanceTypes",
-                            "ec2:DescribeLaunchTemplateVersions",
-                            "ec2:GetInstanceTypesFromInstanceRequirements",
-                            "eks:DescribeNodegroup",
-                        ],
-                        "Resource": "*",
-                    },
-                    {
-                        "Effect": "Allow",
-                        "Action": [
-                            "autoscaling:SetDesiredCapacity",
-                            "autoscaling:TerminateInstanceInAutoScalingGroup",
-                        ],
-                        "Resource": "*",
-                    },
-                ],
-            }
-        ),
+        "cluster-autoscaler", role=role.id, policy=json.dumps(autoscaler_policy(name)), opts=opts
+    )
+    return role
+
+
+def _ebs_csi_driver(
+    cluster: aws.eks.Cluster,
+    oidc: aws.iam.OpenIdConnectProvider,
+    opts: pulumi.ResourceOptions,
+) -> aws.eks.Addon:
+    """The EBS CSI driver: Airflow's workers, triggerer and Redis claim volumes, which a new
+    EKS cluster cannot provision without it."""
+    role = _service_account_role(
+        "ebs-csi-driver", oidc, "kube-system", EBS_CSI_SERVICE_ACCOUNT, opts
+    )
+    aws.iam.RolePolicyAttachment(
+        "ebs-csi-driver", role=role.name, policy_arn=EBS_CSI_POLICY, opts=opts
+    )
+    return aws.eks.Addon(
+        "aws-ebs-csi-driver",
+        cluster_name=cluster.name,
+        addon_name="aws-ebs-csi-driver",
+        service_account_role_arn=role.arn,
+        resolve_conflicts_on_update="OVERWRITE",
         opts=opts,
     )
-    return role, oidc
+
+
+def _default_storage_class(provider: k8s.Provider, driver: pulumi.Resource) -> pulumi.Resource:
+    """gp3, encrypted, bound where the pod lands (an EBS volume lives in one zone)."""
+    return k8s.storage.v1.StorageClass(
+        "gp3",
+        metadata={
+            "name": "gp3",
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+        },
+        provisioner="ebs.csi.aws.com",
+        parameters={"type": "gp3", "encrypted": "true"},
+        volume_binding_mode="WaitForFirstConsumer",
+        allow_volume_expansion=True,
+        reclaim_policy="Delete",
+        opts=pulumi.ResourceOptions(provider=provider, depends_on=[driver]),
+    )
 
 
 def declare_eks_cluster(
@@ -310,7 +363,19 @@ def declare_eks_cluster(
                 depends_on=node_groups,
             )
         )
-    role, oidc = _autoscaler_role(cluster, opts)
+    oidc = aws.iam.OpenIdConnectProvider(
+        "eks-oidc",
+        url=cluster.identities[0].oidcs[0].issuer,
+        client_id_lists=["sts.amazonaws.com"],
+        opts=opts,
+    )
+    ebs = _ebs_csi_driver(
+        cluster,
+        oidc,
+        pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=node_groups)),
+    )
+    ready += [ebs, _default_storage_class(provider, ebs)]
+    role = _autoscaler_role(name, oidc, opts)
     ready.append(
         helm_release(
             "cluster-autoscaler",

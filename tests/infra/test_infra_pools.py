@@ -72,6 +72,58 @@ def test_eks_installs_the_device_plugin_and_the_autoscaler():
     assert autoscaler["autoDiscovery"]["clusterName"] == "ml-platform-prod"
 
 
+def test_the_eks_autoscaler_scales_only_this_clusters_node_groups():
+    import json
+
+    prod = declared("prod")
+    policy = json.loads(
+        unwrap(prod.named("cluster-autoscaler", "iam/rolePolicy:RolePolicy").inputs["policy"])
+    )
+    describe, scale = policy["Statement"]
+    assert all(
+        action.split(":")[1].startswith(("Describe", "Get")) for action in describe["Action"]
+    )
+    assert scale["Action"] == [
+        "autoscaling:SetDesiredCapacity",
+        "autoscaling:TerminateInstanceInAutoScalingGroup",
+    ]
+    assert scale["Condition"] == {
+        "StringEquals": {"aws:ResourceTag/k8s.io/cluster-autoscaler/ml-platform-prod": "owned"}
+    }
+    trust = json.loads(
+        unwrap(prod.named("cluster-autoscaler", "iam/role:Role").inputs["assumeRolePolicy"])
+    )
+    condition = trust["Statement"][0]["Condition"]["StringEquals"]
+    assert "system:serviceaccount:kube-system:cluster-autoscaler" in condition.values()
+
+
+def test_eks_provisions_the_volumes_airflow_claims():
+    """Workers, triggerer and Redis claim volumes: the EBS CSI driver (its controller alone
+    may assume the role) and a default gp3 StorageClass bound where the pod lands."""
+    import json
+
+    prod = declared("prod")
+    addon = prod.named("aws-ebs-csi-driver", ":Addon").inputs
+    assert addon["addonName"] == "aws-ebs-csi-driver"
+    assert addon["serviceAccountRoleArn"]
+    trust = json.loads(
+        unwrap(prod.named("ebs-csi-driver", "iam/role:Role").inputs["assumeRolePolicy"])
+    )
+    condition = trust["Statement"][0]["Condition"]["StringEquals"]
+    assert "system:serviceaccount:kube-system:ebs-csi-controller-sa" in condition.values()
+    attached = prod.named("ebs-csi-driver", ":RolePolicyAttachment").inputs
+    assert attached["policyArn"].endswith("/AmazonEBSCSIDriverPolicy")
+    (storage_class,) = prod.of_type(":StorageClass")
+    sc = storage_class.inputs
+    assert sc["metadata"]["annotations"] == {"storageclass.kubernetes.io/is-default-class": "true"}
+    assert (sc["provisioner"], sc["volumeBindingMode"]) == (
+        "ebs.csi.aws.com",
+        "WaitForFirstConsumer",
+    )
+    assert sc["parameters"] == {"type": "gp3", "encrypted": "true"}
+    assert declared("dev").of_type(":StorageClass") == []  # GKE ships a default one
+
+
 def test_gke_node_pools_with_accelerators_and_drivers():
     pools = {d.inputs["name"]: d.inputs for d in declared("dev").of_type(":NodePool")}
     assert set(pools) == {"cpu", "gpu-l4"}
