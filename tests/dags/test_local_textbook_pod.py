@@ -10,7 +10,7 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from airflow.sdk.exceptions import AirflowFailException
 from kubernetes.client import models as k8s
 
-from ml_platform.local.runner import NoLocalImage, run_every_pod_locally
+from ml_platform.local.runner import NoLocalImage, Unschedulable, run_every_pod_locally
 from ml_platform.policies import pod_mutation_hook
 from ml_platform.settings import PlatformConfig
 
@@ -54,3 +54,79 @@ def test_a_foreign_image_fails_at_once_in_one_line(platform: PlatformConfig) -> 
     message = str(raised.value)
     assert "someone-elses:1.0 is not a platform image" in message
     assert "\n" not in message
+
+
+def test_a_pod_no_pool_takes_fails_at_once_in_one_line(platform: PlatformConfig) -> None:
+    train = KubernetesPodOperator(
+        task_id="train",
+        image=platform.images.ref("trainer"),
+        arguments=["--help"],
+        container_resources=k8s.V1ResourceRequirements(
+            requests=SIZE, limits={**SIZE, "nvidia.com/gpu": "8"}
+        ),
+    )
+    with pytest.raises(Unschedulable) as raised:
+        train.execute(None)
+    assert isinstance(raised.value, AirflowFailException)  # the same pod on every try
+    assert "offers 8 GPU(s)" in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+TEXTBOOK_DAG = """
+from datetime import UTC, datetime, timedelta
+
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.sdk import DAG
+from kubernetes.client import models as k8s
+
+SIZE = {"cpu": "1", "memory": "2Gi"}
+
+with DAG(
+    dag_id="textbook_gpu_help",
+    schedule="@daily",
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    default_args={"owner": "fraud", "retries": 1, "retry_delay": timedelta(minutes=1)},
+    tags=["fixture"],
+):
+    KubernetesPodOperator(
+        task_id="trainer_help",
+        image="localhost/ml-platform/trainer:dev",
+        arguments=["--help"],
+        container_resources=k8s.V1ResourceRequirements(
+            requests=SIZE, limits={**SIZE, "nvidia.com/gpu": "1"}
+        ),
+    )
+"""
+
+
+@pytest.mark.slow
+def test_make_run_dag_runs_a_textbook_dag_whole(tmp_path) -> None:
+    """`make run-dag` on a DAG of plain KubernetesPodOperators: Airflow runs it in the local
+    runtime (policies, hook and all), the pod as a local process of the platform image."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from ml_platform.local.mlflow_server import free_port
+
+    repo = Path(__file__).resolve().parents[2]
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "textbook_gpu_help.py").write_text(TEXTBOOK_DAG)
+    done = subprocess.run(
+        [sys.executable, "-m", "ml_platform.local.demo", "--dag", "textbook_gpu_help"]
+        + ["--dags-folder", str(dags), "--local-dir", str(tmp_path / "local")]
+        + ["--mlflow-port", str(free_port()), "--date", "2026-11-20"],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo / "dags")},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    assert "would run on pool 'gpu'" in output
+    assert "usage: trainer" in output
+    assert "DAG run " in output and ": success in " in output

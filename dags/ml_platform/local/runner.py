@@ -26,7 +26,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from ml_platform.model_specs import DAGS_FOLDER, TeamImage, team_images
-from ml_platform.pools import check_schedulable
+from ml_platform.pools import NoPoolError, check_schedulable
 from ml_platform.settings import TEAM_IMAGE_PREFIX, PlatformConfig, platform_config
 
 XCOM_ENV = "TRAINER_XCOM_PATH"  # where the platform images write their result
@@ -38,6 +38,10 @@ class ContainerTaskFailed(RuntimeError):
 
 class NoLocalImage(ContainerTaskFailed, AirflowFailException):
     """The image has no local stand-in: a retry cannot find one, so the task fails at once."""
+
+
+class Unschedulable(ContainerTaskFailed, AirflowFailException):
+    """No pool of the stack takes the pod: a retry builds the same pod, so it fails at once."""
 
 
 @dataclass(frozen=True)
@@ -140,9 +144,17 @@ def run_every_pod_locally() -> None:
 
 
 def run_pod_locally(operator: Any, context: Any) -> Any:
+    from ml_platform.policies import pod_mutation_hook
+
     config = platform_config()
-    pod = operator.build_pod_request_obj(context, dry_run=True)
-    pool = check_schedulable(pod, config)
+    try:
+        pod = operator.build_pod_request_obj(context, dry_run=True)
+        # As the cluster does at creation. The operator module may have bound Airflow's
+        # no-op hook before the local settings existed (a first run); the hook is idempotent.
+        pod_mutation_hook(pod)
+        pool = check_schedulable(pod, config)
+    except NoPoolError as exc:
+        raise Unschedulable(str(exc)) from None
     container = next(c for c in pod.spec.containers if c.name == operator.base_container_name)
     entrypoint = (
         LocalEntrypoint(list(container.command))
