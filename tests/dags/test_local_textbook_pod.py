@@ -72,34 +72,6 @@ def test_a_pod_no_pool_takes_fails_at_once_in_one_line(platform: PlatformConfig)
     assert "\n" not in str(raised.value)
 
 
-TEXTBOOK_DAG = """
-from datetime import UTC, datetime, timedelta
-
-from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-from airflow.sdk import DAG
-from kubernetes.client import models as k8s
-
-SIZE = {"cpu": "1", "memory": "2Gi"}
-
-with DAG(
-    dag_id="textbook_gpu_help",
-    schedule="@daily",
-    start_date=datetime(2026, 1, 1, tzinfo=UTC),
-    catchup=False,
-    default_args={"owner": "fraud", "retries": 1, "retry_delay": timedelta(minutes=1)},
-    tags=["fixture"],
-):
-    KubernetesPodOperator(
-        task_id="trainer_help",
-        image="localhost/ml-platform/trainer:dev",
-        arguments=["--help"],
-        container_resources=k8s.V1ResourceRequirements(
-            requests=SIZE, limits={**SIZE, "nvidia.com/gpu": "1"}
-        ),
-    )
-"""
-
-
 @pytest.mark.slow
 def test_make_run_dag_runs_a_textbook_dag_whole(tmp_path) -> None:
     """`make run-dag` on a DAG of plain KubernetesPodOperators: Airflow runs it in the local
@@ -114,9 +86,14 @@ def test_make_run_dag_runs_a_textbook_dag_whole(tmp_path) -> None:
     repo = Path(__file__).resolve().parents[2]
     dags = tmp_path / "dags"
     dags.mkdir()
-    (dags / "textbook_gpu_help.py").write_text(TEXTBOOK_DAG)
+    # The checks' textbook GPU DAG, its container asked for what needs no data.
+    textbook = (repo / "tests/checks/good_dags/textbook_gpu_pod.py").read_text()
+    assert 'arguments=["train"]' in textbook
+    (dags / "textbook_gpu_pod.py").write_text(
+        textbook.replace('arguments=["train"]', 'arguments=["--help"]')
+    )
     done = subprocess.run(
-        [sys.executable, "-m", "ml_platform.local.demo", "--dag", "textbook_gpu_help"]
+        [sys.executable, "-m", "ml_platform.local.demo", "--dag", "good_textbook_gpu_pod"]
         + ["--dags-folder", str(dags), "--local-dir", str(tmp_path / "local")]
         + ["--mlflow-port", str(free_port()), "--date", "2026-11-20"],
         cwd=repo,
