@@ -23,6 +23,7 @@ from ml_infra.helm_release import helm_release
 from ml_infra.helm_values import merge
 from ml_infra.platform_document import platform_document
 from ml_infra.platform_secrets import (
+    AIRFLOW_ADMIN_SECRET,
     AIRFLOW_API_SECRET,
     AIRFLOW_BROKER_SECRET,
     AIRFLOW_FERNET_SECRET,
@@ -80,6 +81,8 @@ COMPUTED_KEYS = (
     "jwtSecretName",
     "createUserJob.useHelmHooks",
     "createUserJob.defaultUser",
+    "createUserJob.args",
+    "createUserJob.env",
     "migrateDatabaseJob.useHelmHooks",
     "allowPodLaunching",
     "dagProcessor.dagBundleConfigList",
@@ -92,6 +95,26 @@ COMPUTED_KEYS = (
     "config.logging.remote_base_log_folder",
     "config.logging.remote_log_conn_id",
 )
+
+
+ADMIN_PASSWORD_ENV = "AIRFLOW_ADMIN_PASSWORD"
+# The chart's own user fields (templated by the chart), less the password.
+_USER_FIELDS = (("-r", "role"), ("-u", "username"), ("-e", "email"))
+_USER_FIELDS += (("-f", "firstName"), ("-l", "lastName"))
+
+
+def create_user_args() -> list[str]:
+    """`airflow users create` with the password on stdin, twice (it asks for a confirmation):
+    without a terminal it reads stdin, and bash's builtin printf puts it in no process's argv.
+    An existing user is left as it is."""
+    script = (
+        f'printf "%s\\n%s\\n" "${ADMIN_PASSWORD_ENV}" "${ADMIN_PASSWORD_ENV}" '
+        '| airflow users create "$@"'
+    )
+    args = ["bash", "-c", script, "--"]
+    for flag, field in _USER_FIELDS:
+        args += [flag, "{{ .Values.createUserJob.defaultUser." + field + " }}"]
+    return args
 
 
 def dag_bundles(config: StackConfig) -> list[dict[str, Any]]:
@@ -127,11 +150,18 @@ def airflow_computed_values(config: StackConfig, generated: GeneratedSecrets) ->
         "jwtSecretName": AIRFLOW_JWT_SECRET,
         "createUserJob": {
             "useHelmHooks": False,
-            "defaultUser": {
-                "enabled": True,
-                "username": airflow.admin_user,
-                "password": generated.airflow_admin_password,
-            },
+            # No password here: values live in the release's Secret and the chart's own
+            # args pass it as `-p <password>`, visible in the Job spec and the process list.
+            "defaultUser": {"enabled": True, "username": airflow.admin_user},
+            "env": [
+                {
+                    "name": ADMIN_PASSWORD_ENV,
+                    "valueFrom": {
+                        "secretKeyRef": {"name": AIRFLOW_ADMIN_SECRET, "key": "password"}
+                    },
+                }
+            ],
+            "args": create_user_args(),
         },
         "migrateDatabaseJob": {"useHelmHooks": False},
         # Task pods run in the training namespace, where infra/ grants what they need.

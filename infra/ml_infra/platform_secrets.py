@@ -25,6 +25,7 @@ AIRFLOW_JWT_SECRET = "airflow-jwt-secret"
 AIRFLOW_STORAGE_CONNECTION_SECRET = "airflow-storage-connection"
 AIRFLOW_REDIS_SECRET = "airflow-redis-password"
 AIRFLOW_BROKER_SECRET = "airflow-broker-url"
+AIRFLOW_ADMIN_SECRET = "airflow-admin-password"  # key `password`: the create-user Job's env
 MLFLOW_DATABASE_SECRET = "mlflow-database"
 POSTGRES_ADMIN_SECRET = "postgres-admin"
 DATABASE_USERS_SECRET = "database-users"
@@ -172,6 +173,7 @@ def declare_airflow_secrets(
         AIRFLOW_FERNET_SECRET: {"fernet-key": generated.airflow_fernet_key},
         AIRFLOW_API_SECRET: {"api-secret-key": generated.airflow_api_secret_key},
         AIRFLOW_JWT_SECRET: {"jwt-secret": generated.airflow_jwt_secret},
+        AIRFLOW_ADMIN_SECRET: {"password": generated.airflow_admin_password},
         AIRFLOW_STORAGE_CONNECTION_SECRET: {connection_env: connection},
     }
     if generated.airflow_redis_password is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -47,11 +48,20 @@ def test_generated_secrets_reach_where_they_are_used(stack: str):
     resources = declared(stack)
     metadata = unwrap(resources.named("airflow-metadata", ":Secret").inputs["stringData"])
     assert metadata["connection"].startswith("postgresql://airflow:generatedairflow-db-password@")
-    # The admin password makes the whole values of the Airflow release a secret.
+    # The admin password reaches the create-user Job from a Secret, never through the values.
+    admin = unwrap(resources.named("airflow-admin-password", ":Secret").inputs["stringData"])
+    assert admin == {"password": "generatedairflow-admin-password"}
     values = resources.release("airflow").inputs["values"]
-    assert is_secret(values)
-    password = unwrap(values)["createUserJob"]["defaultUser"]["password"]
-    assert password == "generatedairflow-admin-password"
+    assert "generatedairflow-admin-password" not in json.dumps(unwrap(values))
+    job = unwrap(values)["createUserJob"]
+    assert "password" not in job["defaultUser"]
+    assert job["env"] == [
+        {
+            "name": "AIRFLOW_ADMIN_PASSWORD",
+            "valueFrom": {"secretKeyRef": {"name": "airflow-admin-password", "key": "password"}},
+        }
+    ]
+    assert "-p" not in job["args"] and "--password" not in job["args"]
     outputs = resources.outputs
     assert outputs["airflow_admin_password"] == "generatedairflow-admin-password"
 
@@ -74,3 +84,39 @@ def test_storage_connection_is_a_secret_with_the_endpoint():
     assert parsed["extra"]["endpoint_url"] == (
         "http://seaweedfs-all-in-one.storage.svc.cluster.local:8333"
     )
+
+
+def test_the_create_user_job_reads_the_password_from_its_env_not_its_argv(tmp_path):
+    """The Job's script, run as the chart runs it (bash, no terminal) against an `airflow` that
+    asks for the password as FAB's `users create` does: getpass twice."""
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    from ml_infra.airflow_release import ADMIN_PASSWORD_ENV, create_user_args
+
+    stub = tmp_path / "airflow"
+    stub.write_text(
+        f"#!{sys.executable}\n"
+        "import getpass, json, sys\n"
+        "first = getpass.getpass('Password:')\n"
+        "second = getpass.getpass('Repeat for confirmation:')\n"
+        "print(json.dumps({'argv': sys.argv[1:], 'same': first == second, 'password': first}))\n"
+    )
+    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
+    done = subprocess.run(
+        create_user_args(),
+        env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+        | {ADMIN_PASSWORD_ENV: "s3cr3t pw"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        start_new_session=True,  # no controlling terminal, as in a Job's container
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["password"] == "s3cr3t pw" and seen["same"]
+    assert seen["argv"][:2] == ["users", "create"]
+    assert "s3cr3t pw" not in " ".join(seen["argv"])
+    assert seen["argv"][4:6] == ["-u", "{{ .Values.createUserJob.defaultUser.username }}"]
