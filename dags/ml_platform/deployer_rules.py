@@ -16,6 +16,8 @@ from ml_platform.settings import PlatformConfig
 from ml_platform.violations import Violation
 
 TEAM_ENV = "DEPLOYER_TEAM"
+# The label the deployer's NetworkPolicy selects to let a pod reach the Kubernetes API.
+IMAGE_LABEL = "ml-platform/image"
 FIX = "deploy through the platform's training DAG (training_dag), whose deploy step is the only use"
 
 
@@ -35,6 +37,28 @@ def env_dict(env: Any) -> dict[str, str]:
         if name:
             found[name] = value
     return found
+
+
+def deployer_label_violations(
+    *,
+    labels: dict[str, str],
+    service_account: str | None,
+    image: str | None,
+    where: str,
+    config: PlatformConfig,
+) -> list[Violation]:
+    """MLP206 for a pod labelled as the deployer (which opens the Kubernetes API to it) that
+    is not the deployer: another image or another service account."""
+    if labels.get(IMAGE_LABEL) != "deployer":
+        return []
+    account = config.service_accounts["deployer"]
+    if service_account == account and image == config.images.ref("deployer"):
+        return []
+    message = (
+        f"{where} carries {IMAGE_LABEL}=deployer, which lets it reach the Kubernetes API, but "
+        f"runs image {image!r} as service account {service_account!r}"
+    )
+    return [Violation("MLP206", message, FIX)]
 
 
 def deployer_account_violations(

@@ -200,21 +200,33 @@ def task_policy(task: Any) -> None:
 
 
 def _deployer_account_violations(task: Any) -> list[Violation]:
-    from ml_platform.deployer_rules import dag_team, deployer_account_violations, env_dict
+    from ml_platform.deployer_rules import (
+        dag_team,
+        deployer_account_violations,
+        deployer_label_violations,
+        env_dict,
+    )
 
     kwargs = getattr(task, "partial_kwargs", None)
 
     def get(name: str) -> Any:
         return kwargs.get(name) if kwargs is not None else getattr(task, name, None)
 
+    where, config = f"task {task.task_id!r}", platform_config()
     return deployer_account_violations(
         service_account=get("service_account_name"),
         image=get("image"),
         cmds=get("cmds"),
         env=env_dict(get("env_vars")),
         team=dag_team(task.dag.fileloc),
-        where=f"task {task.task_id!r}",
-        config=platform_config(),
+        where=where,
+        config=config,
+    ) + deployer_label_violations(
+        labels=dict(get("labels") or {}),
+        service_account=get("service_account_name"),
+        image=get("image"),
+        where=where,
+        config=config,
     )
 
 
@@ -247,6 +259,20 @@ def limit_gpu_sweep(task: Any, pod: k8s.V1Pod, config: PlatformConfig) -> int | 
     return held.fits
 
 
+def _deployer_label_violations(pod: k8s.V1Pod, where: str) -> list[Violation]:
+    from ml_platform.deployer_rules import deployer_label_violations
+
+    labels = (pod.metadata.labels if pod.metadata else None) or {}
+    containers = (pod.spec.containers or []) if pod.spec else []
+    return deployer_label_violations(
+        labels=labels,
+        service_account=pod.spec.service_account_name if pod.spec else None,
+        image=containers[0].image if containers else None,
+        where=where,
+        config=platform_config(),
+    )
+
+
 def refuse_unsafe_pod(pod: k8s.V1Pod) -> None:
     """Raise AirflowClusterPolicyViolation for a privileged, hostPath or host-namespace pod."""
     labels = (pod.metadata.labels if pod.metadata else None) or {}
@@ -254,6 +280,7 @@ def refuse_unsafe_pod(pod: k8s.V1Pod) -> None:
     if labels.get("dag_id") and labels.get("task_id"):
         where += f" of task {labels['dag_id']}.{labels['task_id']}"
     violations = pod_violations(pod, where=where, codes=SECURITY_CODES)
+    violations += _deployer_label_violations(pod, where)
     if violations:
         # Only the pod is known here; task_policy names the line when the DAG is parsed.
         raise AirflowClusterPolicyViolation(

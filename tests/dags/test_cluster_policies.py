@@ -151,6 +151,23 @@ def test_only_a_teams_own_deploy_step_runs_as_the_deployer() -> None:
     task_policy(own)
 
 
+def test_only_the_deployer_may_wear_its_label() -> None:
+    """The deployer's NetworkPolicy selects ml-platform/image=deployer: a pod that sets the
+    label itself would get the Kubernetes API."""
+    with DAG("policy_deployer_label", schedule=None):
+        posing = KubernetesPodOperator(
+            task_id="posing",
+            image=PLATFORM_IMAGE,
+            labels={"ml-platform/image": "deployer"},
+            container_resources=k8s.V1ResourceRequirements(requests=SIZE, limits=SIZE),
+        )
+    message = _refusal(task_policy, posing)
+    assert "carries ml-platform/image=deployer, which lets it reach the Kubernetes API" in message
+    pod = _pod(container=k8s.V1Container(name="base", image=PLATFORM_IMAGE))
+    pod.metadata.labels["ml-platform/image"] = "deployer"
+    assert "MLP206 pod 'p-1' of task d.t carries" in _refusal(pod_mutation_hook, pod)
+
+
 def test_platform_container_tasks_pass() -> None:
     with DAG("policy_platform", schedule=None):
         task = container_task("train", image="trainer", arguments=["train"], gpus=1)

@@ -27,7 +27,12 @@ from ml_platform.checks.source_rules import source_findings
 from ml_platform.checks.spec_rules import spec_findings
 from ml_platform.checks.stacks import stack_documents
 from ml_platform.dag_rules import dag_violations
-from ml_platform.deployer_rules import dag_team, deployer_account_violations, env_dict
+from ml_platform.deployer_rules import (
+    dag_team,
+    deployer_account_violations,
+    deployer_label_violations,
+    env_dict,
+)
 from ml_platform.pod_rules import pod_violations
 from ml_platform.policies import schedule_gpu_pod
 from ml_platform.pools import NoPoolError, check_schedulable
@@ -169,6 +174,13 @@ def _pod_findings(
             cmds=base.command,
             env=env_dict(base.env),
             team=dag_team(dag.fileloc),
+            where=where,
+            config=config,
+        )
+        deployer += deployer_label_violations(
+            labels=(pod.metadata.labels if pod.metadata else None) or {},
+            service_account=pod.spec.service_account_name,
+            image=base.image,
             where=where,
             config=config,
         )
