@@ -16,7 +16,7 @@ from airflow.sdk import XComArg
 from airflow.sdk.definitions.mappedoperator import MappedOperator
 from kubernetes.client import models as k8s
 
-from ml_platform.pod_security import XCOM_SIDECAR, xcom_sidecar_resources
+from ml_platform.pod_security import xcom_sidecar_container
 from ml_platform.pools import (
     affinity_for,
     fitting_pools,
@@ -27,7 +27,7 @@ from ml_platform.pools import (
     select_pool,
     tolerations_for,
 )
-from ml_platform.settings import GPU_RESOURCE, PlatformConfig
+from ml_platform.settings import PlatformConfig
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class Capacity:
     """What a stack runs of one pod at once, and the limit that says so."""
 
     fits: int
-    limits: list[str]  # e.g. "training GPU quota 2 (1 GPU each)", "pool gpu: 1 node x 2"
+    limits: list[str]  # "pool gpu holds 2 (1 node(s) x 2 per node)", "the training GPU ..."
 
 
 def capacity(pod: k8s.V1Pod, config: PlatformConfig) -> Capacity | None:
@@ -111,10 +111,11 @@ def capacity(pod: k8s.V1Pod, config: PlatformConfig) -> Capacity | None:
 
 def describe_pod(pod: k8s.V1Pod) -> str:
     """`1 GPU, 1510m CPU, 3Gi memory` (all containers, sidecars included)."""
-    parts = [f"{gpu_request(pod)} GPU"] if gpu_request(pod) else []
+    gpus = gpu_request(pod)
+    parts = [f"{gpus} GPU"] if gpus else []
     for resource, name in (("cpu", "CPU"), ("memory", "memory")):
-        if requested(pod, resource):
-            parts.append(f"{quantity_text(resource, requested(pod, resource))} {name}")
+        if amount := requested(pod, resource):
+            parts.append(f"{quantity_text(resource, amount)} {name}")
     return ", ".join(parts) or "no requests"
 
 
@@ -148,16 +149,13 @@ def parallel_pods(
 ) -> int:
     """How many pods of this size the stack runs side by side (at least 1, at most `cap`):
     the training DAG's default parallelism, so a sweep queues in Airflow, not in Pending."""
+    from ml_platform.container import resources  # the train task's own requests and limits
+
     pool = select_pool(config, gpus, gpu_type)
-    limits = {"cpu": cpu, "memory": memory} | ({GPU_RESOURCE: str(gpus)} if gpus else {})
-    requests = {"cpu": cpu, "memory": memory}
-    base = k8s.V1Container(
-        name="base", resources=k8s.V1ResourceRequirements(requests=requests, limits=limits)
-    )
-    sidecar = k8s.V1Container(name=XCOM_SIDECAR, resources=xcom_sidecar_resources())
+    base = k8s.V1Container(name="base", resources=resources(cpu, memory, gpus, None, None))
     pod = k8s.V1Pod(
         spec=k8s.V1PodSpec(
-            containers=[base, sidecar],
+            containers=[base, xcom_sidecar_container()],
             tolerations=tolerations_for(pool),
             affinity=affinity_for(pool),
         )

@@ -25,6 +25,7 @@ from ml_platform.pod_security import (
 from ml_platform.pools import affinity_for, select_pool, tolerations_for
 from ml_platform.settings import (
     GPU_RESOURCE,
+    IMAGE_LABEL,
     PlatformConfig,
     PlatformConfigError,
     platform_config,
@@ -42,7 +43,6 @@ AIRFLOW_CONTEXT_ENV = {
     "AIRFLOW_CTX_MAP_INDEX": "{{ ti.map_index }}",
     "AIRFLOW_CTX_TRY_NUMBER": "{{ ti.try_number }}",
 }
-IMAGE_LABEL = "ml-platform/image"
 TEAM_LABEL = "ml-platform/team"
 
 

@@ -9,15 +9,14 @@ model's owner tag. Checked by task_policy when Airflow parses a DAG and by `make
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+
+from kubernetes.client import models as k8s
 
 from ml_platform.model_specs import team_of
-from ml_platform.settings import PlatformConfig
+from ml_platform.settings import IMAGE_LABEL, PlatformConfig
 from ml_platform.violations import Violation
 
 TEAM_ENV = "DEPLOYER_TEAM"
-# The label the deployer's NetworkPolicy selects to let a pod reach the Kubernetes API.
-IMAGE_LABEL = "ml-platform/image"
 FIX = "deploy through the platform's training DAG (training_dag), whose deploy step is the only use"
 
 
@@ -26,64 +25,55 @@ def dag_team(fileloc: str | None) -> str:
     return team_of(Path(fileloc or ""))
 
 
-def env_dict(env: Any) -> dict[str, str]:
-    """env_vars as KubernetesPodOperator takes them (a dict or V1EnvVar list) as a dict."""
-    if isinstance(env, dict):
-        return {str(k): str(v) for k, v in env.items()}
-    found = {}
-    for item in env or []:
-        name = item.get("name") if isinstance(item, dict) else getattr(item, "name", None)
-        value = item.get("value") if isinstance(item, dict) else getattr(item, "value", None)
-        if name:
-            found[name] = value
-    return found
+def _env(container: k8s.V1Container | None) -> dict[str, str]:
+    return {e.name: e.value for e in (container.env or []) if e.name} if container else {}
 
 
 def deployer_label_violations(
-    *,
-    labels: dict[str, str],
-    service_account: str | None,
-    image: str | None,
-    where: str,
-    config: PlatformConfig,
+    pod: k8s.V1Pod, *, base_container: str, where: str, config: PlatformConfig
 ) -> list[Violation]:
     """MLP206 for a pod labelled as the deployer (which opens the Kubernetes API to it) that
     is not the deployer: another image or another service account."""
+    labels = (pod.metadata.labels if pod.metadata else None) or {}
     if labels.get(IMAGE_LABEL) != "deployer":
         return []
-    account = config.service_accounts["deployer"]
-    if service_account == account and image == config.images.ref("deployer"):
+    base = _container(pod, base_container)
+    image, account = (base.image if base else None), pod.spec.service_account_name
+    if account == config.service_accounts["deployer"] and image == config.images.ref("deployer"):
         return []
     message = (
         f"{where} carries {IMAGE_LABEL}=deployer, which lets it reach the Kubernetes API, but "
-        f"runs image {image!r} as service account {service_account!r}"
+        f"runs image {image!r} as service account {account!r}"
     )
     return [Violation("MLP206", message, FIX)]
 
 
-def deployer_account_violations(
-    *,
-    service_account: str | None,
-    image: str | None,
-    cmds: Any,
-    env: dict[str, str],
-    team: str,
-    where: str,
-    config: PlatformConfig,
+def deployer_violations(
+    pod: k8s.V1Pod, *, base_container: str, team: str, where: str, config: PlatformConfig
 ) -> list[Violation]:
-    """MLP206 for a task that runs as the deployer account but is not a team's deploy step."""
-    if service_account != config.service_accounts["deployer"]:
-        return []
+    """MLP206 for a pod that runs as the deployer account but is not `team`'s deploy step, or
+    wears the deployer's label without being the deployer."""
+    found = deployer_label_violations(
+        pod, base_container=base_container, where=where, config=config
+    )
+    account = config.service_accounts["deployer"]
+    if pod.spec.service_account_name != account:
+        return found
+    base = _container(pod, base_container)
+    image = base.image if base else None
     why = []
     if image != config.images.ref("deployer"):
         why.append(f"with image {image!r}, not the platform's deployer")
-    if cmds:
+    if base and base.command:
         why.append("with its own cmds instead of the deployer's entrypoint")
-    claimed = env.get(TEAM_ENV)
+    claimed = _env(base).get(TEAM_ENV)
     if claimed != team:
         why.append(f"for team {claimed!r} ({TEAM_ENV}) in a DAG of team {team!r}")
-    if not why:
-        return []
-    account = config.service_accounts["deployer"]
-    message = f"{where} runs as the deployer account {account!r} " + "; ".join(why)
-    return [Violation("MLP206", message, FIX)]
+    if why:
+        message = f"{where} runs as the deployer account {account!r} " + "; ".join(why)
+        found.append(Violation("MLP206", message, FIX))
+    return found
+
+
+def _container(pod: k8s.V1Pod, name: str) -> k8s.V1Container | None:
+    return next((c for c in pod.spec.containers or [] if c.name == name), None)

@@ -11,11 +11,13 @@ from typing import Any
 
 from airflow.providers.cncf.kubernetes.backcompat.backwards_compat_converters import (
     convert_affinity,
+    convert_env_vars,
     convert_toleration,
 )
 from airflow.providers.cncf.kubernetes.utils.xcom_sidecar import PodDefaults
 from kubernetes.client import models as k8s
 
+from ml_platform.pod_security import xcom_sidecar_container
 from ml_platform.violations import Violation
 
 # Codes pod_mutation_hook enforces on every pod Airflow creates (worker pods included).
@@ -163,11 +165,17 @@ def operator_pod(task: Any) -> k8s.V1Pod:
     base = k8s.V1Container(
         name=get("base_container_name") or "base",
         image=get("image"),
+        command=get("cmds") or None,
+        env=convert_env_vars(get("env_vars")) if get("env_vars") else None,
         resources=get("container_resources"),
         security_context=get("container_security_context"),
     )
+    containers = [base]
+    if get("do_xcom_push"):
+        containers.append(xcom_sidecar_container())  # its requests count for placement
     spec = k8s.V1PodSpec(
-        containers=[base],
+        containers=containers,
+        service_account_name=get("service_account_name"),
         init_containers=get("init_containers") or None,
         volumes=get("volumes") or None,
         host_network=bool(get("hostnetwork")),
@@ -176,7 +184,7 @@ def operator_pod(task: Any) -> k8s.V1Pod:
         affinity=convert_affinity(get("affinity")) if get("affinity") else None,
         node_selector=get("node_selector") or None,
     )
-
+    metadata = k8s.V1ObjectMeta(name=task.task_id, labels=dict(get("labels") or {}))
     full_pod_spec = get("full_pod_spec")
     if full_pod_spec is not None and full_pod_spec.spec is not None:
         extra = full_pod_spec.spec
@@ -192,4 +200,4 @@ def operator_pod(task: Any) -> k8s.V1Pod:
         spec.volumes = list(spec.volumes or []) + list(extra.volumes or [])
         spec.host_network = spec.host_network or extra.host_network
         spec.host_pid, spec.host_ipc = extra.host_pid, extra.host_ipc
-    return k8s.V1Pod(spec=spec)
+    return k8s.V1Pod(metadata=metadata, spec=spec)

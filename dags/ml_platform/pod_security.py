@@ -52,6 +52,15 @@ def xcom_sidecar_resources() -> k8s.V1ResourceRequirements:
     )
 
 
+def xcom_sidecar_container() -> k8s.V1Container:
+    """The XCom sidecar as the cluster gets it (context and size), for pods built offline."""
+    return k8s.V1Container(
+        name=XCOM_SIDECAR,
+        resources=xcom_sidecar_resources(),
+        security_context=xcom_sidecar_security_context(),
+    )
+
+
 def _fill(
     context: k8s.V1SecurityContext | None, wanted: k8s.V1SecurityContext
 ) -> k8s.V1SecurityContext:

@@ -32,7 +32,7 @@ from kubernetes.client import models as k8s
 
 from ml_platform.dag_rules import dag_violations
 from ml_platform.pod_rules import SECURITY_CODES, operator_pod, pod_violations
-from ml_platform.pod_security import XCOM_SIDECAR, restrict_pod, xcom_sidecar_resources
+from ml_platform.pod_security import restrict_pod
 from ml_platform.pools import (
     GPU_TYPE_LABEL,
     POOL_LABEL,
@@ -175,6 +175,8 @@ def _is_pod_operator(task: Any) -> bool:
 
 def task_policy(task: Any) -> None:
     """Airflow calls this for every task it parses: check a KubernetesPodOperator's pod."""
+    from ml_platform.deployer_rules import dag_team, deployer_violations
+
     if not _is_pod_operator(task):
         return
     pod = operator_pod(task)
@@ -184,7 +186,13 @@ def task_policy(task: Any) -> None:
         registry=platform_config().images.registry,
         base_container=pod.spec.containers[0].name,
     )
-    violations += _deployer_account_violations(task)
+    violations += deployer_violations(
+        pod,
+        base_container=pod.spec.containers[0].name,
+        team=dag_team(task.dag.fileloc),
+        where=f"task {task.task_id!r}",
+        config=platform_config(),
+    )
     if violations:
         _refuse(violations, *locate_task(task.dag.fileloc, task.dag.dag_id, task.task_id))
     limit = limit_gpu_sweep(task, pod, platform_config())
@@ -199,42 +207,11 @@ def task_policy(task: Any) -> None:
         )
 
 
-def _deployer_account_violations(task: Any) -> list[Violation]:
-    from ml_platform.deployer_rules import (
-        dag_team,
-        deployer_account_violations,
-        deployer_label_violations,
-        env_dict,
-    )
-
-    kwargs = getattr(task, "partial_kwargs", None)
-
-    def get(name: str) -> Any:
-        return kwargs.get(name) if kwargs is not None else getattr(task, name, None)
-
-    where, config = f"task {task.task_id!r}", platform_config()
-    return deployer_account_violations(
-        service_account=get("service_account_name"),
-        image=get("image"),
-        cmds=get("cmds"),
-        env=env_dict(get("env_vars")),
-        team=dag_team(task.dag.fileloc),
-        where=where,
-        config=config,
-    ) + deployer_label_violations(
-        labels=dict(get("labels") or {}),
-        service_account=get("service_account_name"),
-        image=get("image"),
-        where=where,
-        config=config,
-    )
-
-
 def limit_gpu_sweep(task: Any, pod: k8s.V1Pod, config: PlatformConfig) -> int | None:
     """At parse time (task_policy): lower a mapped GPU task's max_active_tis_per_dagrun to
     what the stack holds of its pod at once, so extra trials queue in Airflow instead of
-    Pending or quota-refused pods. `pod` is the task's pod from its arguments (no sidecar:
-    it is added here when the task pushes XCom). Returns the new limit, or None if unchanged.
+    Pending or quota-refused pods. `pod` is the task's pod from its arguments (operator_pod,
+    the XCom sidecar included). Returns the new limit, or None if unchanged.
     """
     # Imported here: airflow_local_settings imports this module while Airflow starts.
     from airflow.sdk.definitions.mappedoperator import MappedOperator
@@ -243,11 +220,6 @@ def limit_gpu_sweep(task: Any, pod: k8s.V1Pod, config: PlatformConfig) -> int | 
 
     if not isinstance(task, MappedOperator) or not gpu_request(pod):
         return None
-    if task.partial_kwargs.get("do_xcom_push"):
-        sidecar = k8s.V1Container(name=XCOM_SIDECAR, resources=xcom_sidecar_resources())
-        pod.spec.containers = [*pod.spec.containers, sidecar]
-    if pod.metadata is None:
-        pod.metadata = k8s.V1ObjectMeta(name=task.task_id)
     try:
         schedule_gpu_pod(pod, config)  # as pod_mutation_hook will: the pool it lands on
     except NoPoolError:
@@ -262,14 +234,11 @@ def limit_gpu_sweep(task: Any, pod: k8s.V1Pod, config: PlatformConfig) -> int | 
 def _deployer_label_violations(pod: k8s.V1Pod, where: str) -> list[Violation]:
     from ml_platform.deployer_rules import deployer_label_violations
 
-    labels = (pod.metadata.labels if pod.metadata else None) or {}
-    containers = (pod.spec.containers or []) if pod.spec else []
+    if not (pod.spec and pod.spec.containers):
+        return []
+    base = pod.spec.containers[0].name  # the operator's own container comes first
     return deployer_label_violations(
-        labels=labels,
-        service_account=pod.spec.service_account_name if pod.spec else None,
-        image=containers[0].image if containers else None,
-        where=where,
-        config=platform_config(),
+        pod, base_container=base, where=where, config=platform_config()
     )
 
 

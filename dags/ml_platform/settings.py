@@ -23,6 +23,8 @@ TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 GPU_RESOURCE = "nvidia.com/gpu"
 # A team's own image (dags/teams/<team>/images/<name>/) is pushed as <registry>/team-<team>-<name>.
 TEAM_IMAGE_PREFIX = "team-"
+# Which image a pod runs; the deployer's NetworkPolicy selects its pods by it.
+IMAGE_LABEL = "ml-platform/image"
 DEFAULT_MAX_SWEEP_COMBINATIONS = 16  # a document without limits (the platform.kind.json value)
 # One path component of an image repository, as registries accept it.
 _REPOSITORY_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")

@@ -31,6 +31,7 @@ from ml_platform.approval import APPROVAL_KEY, DeployGate
 from ml_platform.capacity import parallel_pods
 from ml_platform.container import container_task, mapped_container_task
 from ml_platform.dag_defaults import platform_default_args
+from ml_platform.deployer_rules import TEAM_ENV as DEPLOYER_TEAM_ENV
 from ml_platform.local.partitions import register_demo_source
 from ml_platform.model_specs import model_dataset_prefix, team_image, team_of
 from ml_platform.sensors import wait_for_partition
@@ -358,7 +359,7 @@ def _team_image_of(spec: ModelSpec, config: PlatformConfig) -> tuple[str, str]:
 def _deployer_env(config: PlatformConfig, team: str) -> dict[str, str]:
     env = {
         # The deployer refuses a registered model another team owns (its ml-platform.team tag).
-        "DEPLOYER_TEAM": team,
+        DEPLOYER_TEAM_ENV: team,
         "DEPLOYER_NAMESPACE": config.namespaces["serving"],
         "DEPLOYER_IMAGE": config.images.ref("deployer"),
         "DEPLOYER_SERVICE_ACCOUNT": config.service_accounts["serving"],

@@ -77,6 +77,11 @@ class Pool:
     def has_gpus(self) -> bool:
         return self.gpu is not None
 
+    @property
+    def max_nodes(self) -> int:
+        """The most nodes the pool ever has: kind's listed nodes, the autoscaler's max."""
+        return len(self.nodes) if self.nodes else self.max_size
+
 
 @dataclass(frozen=True)
 class Images:
@@ -656,7 +661,7 @@ def parse_stack_config(
             f"{training.key('gpu_quota')}: {gpu_quota} is below the {largest} GPU(s) of the "
             "largest GPU node, so a pod using a whole node could never start"
         )
-    gpus_ever = sum(p.gpu.count * (len(p.nodes) or p.max_size) for p in pools if p.gpu)
+    gpus_ever = sum(p.gpu.count * p.max_nodes for p in pools if p.gpu)
     if gpu_quota > gpus_ever:
         held = f"the GPU pools hold at most {gpus_ever}" if gpus_ever else "no pool has GPUs"
         raise StackConfigError(

@@ -29,8 +29,7 @@ def _pool(pool: Pool) -> dict[str, Any]:
         "taints": [{"key": t.key, "value": t.value, "effect": t.effect} for t in pool.taints],
         "gpu": _gpu(pool),
         "node_allocatable": dict(pool.node_allocatable),
-        # kind: its listed nodes; cloud: what the autoscaler may grow the pool to.
-        "max_nodes": len(pool.nodes) if pool.nodes else pool.max_size,
+        "max_nodes": pool.max_nodes,
     }
 
 

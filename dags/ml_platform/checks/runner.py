@@ -27,12 +27,7 @@ from ml_platform.checks.source_rules import source_findings
 from ml_platform.checks.spec_rules import spec_findings
 from ml_platform.checks.stacks import stack_documents
 from ml_platform.dag_rules import dag_violations
-from ml_platform.deployer_rules import (
-    dag_team,
-    deployer_account_violations,
-    deployer_label_violations,
-    env_dict,
-)
+from ml_platform.deployer_rules import dag_team, deployer_violations
 from ml_platform.pod_rules import pod_violations
 from ml_platform.policies import schedule_gpu_pod
 from ml_platform.pools import NoPoolError, check_schedulable
@@ -167,20 +162,10 @@ def _pod_findings(
             base_container=operator.base_container_name,
         )
         findings += [v.at(shown, line) for v in violations]
-        base = next(c for c in pod.spec.containers if c.name == operator.base_container_name)
-        deployer = deployer_account_violations(
-            service_account=pod.spec.service_account_name,
-            image=base.image,
-            cmds=base.command,
-            env=env_dict(base.env),
+        deployer = deployer_violations(
+            pod,
+            base_container=operator.base_container_name,
             team=dag_team(dag.fileloc),
-            where=where,
-            config=config,
-        )
-        deployer += deployer_label_violations(
-            labels=(pod.metadata.labels if pod.metadata else None) or {},
-            service_account=pod.spec.service_account_name,
-            image=base.image,
             where=where,
             config=config,
         )

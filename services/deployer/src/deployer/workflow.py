@@ -98,10 +98,11 @@ def deploy(
 ) -> dict[str, Any]:
     """Register the run's model, roll it out, smoke-test it, make it champion."""
     team = deploying_team()
-    exists = registry.check_owner(model_name, team) if team else True
+    # Checked first: another team's model is refused before anything is read or created.
+    first_of_team = team is not None and not registry.check_owner(model_name, team)
     run_model = registry.run_model(run_id, artifact_path)
     request = smoke.smoke_request(run_model.uri, run_model.mlmodel)
-    if team and not exists:
+    if first_of_team:
         registry.create_owned(model_name, team)
     version, _ = registry.find_or_register(model_name, run_model)
     previous = registry.aliases(model_name, "register").get(CHAMPION)
