@@ -18,6 +18,21 @@ from ml_infra.resources import DatabaseServer
 NAME = "postgres"
 ADMIN_USER = "postgres"
 SELECTOR = {"app.kubernetes.io/name": NAME}
+# Pod Security Standard `restricted`. The (Debian) postgres image's postgres user is 999:999;
+# run as it from the start, its entrypoint skips the root-only chown and initdb creates
+# PGDATA itself, owned by that user; fsGroup lets it create PGDATA on the volume.
+POSTGRES_UID = 999
+POD_SECURITY_CONTEXT = {
+    "runAsNonRoot": True,
+    "runAsUser": POSTGRES_UID,
+    "runAsGroup": POSTGRES_UID,
+    "fsGroup": POSTGRES_UID,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY_CONTEXT = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+}
 
 
 def declare_kind_postgres(
@@ -46,10 +61,12 @@ def declare_kind_postgres(
             "template": {
                 "metadata": {"labels": SELECTOR},
                 "spec": {
+                    "securityContext": POD_SECURITY_CONTEXT,
                     "containers": [
                         {
                             "name": "postgres",
                             "image": f"postgres:{config.postgres.version}",
+                            "securityContext": CONTAINER_SECURITY_CONTEXT,
                             "ports": [{"name": "postgres", "containerPort": POSTGRES_PORT}],
                             "env": [
                                 {"name": "POSTGRES_USER", "value": ADMIN_USER},

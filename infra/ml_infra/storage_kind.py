@@ -44,13 +44,40 @@ def s3_identities(access_key_id: str, secret_access_key: str) -> str:
 
 def seaweedfs_values(config: StackConfig) -> dict:
     buckets = config.storage.buckets
+    # Pod Security Standard `restricted`. The chart sets a pod's and a container's
+    # securityContext only from `<component>.podSecurityContext` / `.containerSecurityContext`
+    # with `enabled: true` (the rest of the map is the context). The image's own user is
+    # seaweed, 1000:1000: its entrypoint only steps down to it from root, and the chart's
+    # all-in-one command skips the entrypoint, so without these the pod runs as root. The
+    # servers listen on ports above 1024; fsGroup lets the user write the /data volume.
+    pod_context = {
+        "enabled": True,
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+        "runAsGroup": 1000,
+        "fsGroup": 1000,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    container_context = {
+        "enabled": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
     return {
         # All-in-one: one pod instead of the master/volume/filer/S3 StatefulSets.
         "master": {"enabled": False},
         "volume": {"enabled": False},
-        "filer": {"enabled": False},
+        # The filer's StatefulSet is off, but the post-install Job that creates the buckets
+        # (templates/shared/post-install-bucket-hook.yaml) takes the filer's contexts.
+        "filer": {
+            "enabled": False,
+            "podSecurityContext": pod_context,
+            "containerSecurityContext": container_context,
+        },
         "allInOne": {
             "enabled": True,
+            "podSecurityContext": pod_context,
+            "containerSecurityContext": container_context,
             "data": {"type": "persistentVolumeClaim", "size": DATA_SIZE},
             "s3": {
                 "enabled": True,
