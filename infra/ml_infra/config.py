@@ -31,6 +31,10 @@ REQUIRED_IMAGES = ("trainer", "deployer")
 # Namespaces Kubernetes runs itself: a default-deny policy or quota there breaks the cluster.
 RESERVED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 # Tags that move: on a cloud stack an image must be the one that was reviewed and tested.
+# The owner of the DAGs at the top of dags/ (ml_platform.model_specs.PLATFORM_TEAM).
+PLATFORM_TEAM = "ml-platform"
+# "team-<team>-storage" and the like stay within a Kubernetes name's 63 characters.
+MAX_TEAM_NAME = 50
 MUTABLE_TAGS = ("latest", "main", "master", "dev", "edge", "nightly", "stable")
 # Provider settings that belong to one organisation, set with `pulumi config set`, not
 # committed: the GCP project.
@@ -184,6 +188,8 @@ class StackConfig:
     kind: KindCluster | None = None
     # The most combinations one training run's sweep may have (ML_PLATFORM_CONFIG limits).
     max_sweep_combinations: int = 16
+    # The ML teams (dags/teams/<team>/) that get identities of their own on this stack.
+    teams: tuple[str, ...] = ()
 
     @property
     def gpu_pools(self) -> tuple[Pool, ...]:
@@ -633,6 +639,31 @@ def _gcp(root: Section, project: str | None) -> GcpCluster:
     return result
 
 
+def _teams(root: Section, service_accounts: dict[str, str]) -> tuple[str, ...]:
+    key = root.key("teams")
+    teams: list[str] = []
+    for index, team in enumerate(root.list("teams", required=False)):
+        where = f"{key}[{index}]"
+        if not isinstance(team, str) or len(team) > MAX_TEAM_NAME:
+            raise StackConfigError(
+                f"{where}: expected a team name of at most {MAX_TEAM_NAME} characters, got {team!r}"
+            )
+        _check_dns_label(team, where)
+        if team == PLATFORM_TEAM:
+            raise StackConfigError(f"{where}: {team!r} is the platform's own team, always there")
+        if team in teams:
+            raise StackConfigError(f"{where}: {team!r} is listed twice")
+        account = f"team-{team}"  # ml_infra.team_identities.TeamIdentity.service_account
+        taken = [role for role, name in service_accounts.items() if name == account]
+        if taken:
+            raise StackConfigError(
+                f"{where}: the team's service account {account!r} is already "
+                f"service_accounts.{taken[0]}"
+            )
+        teams.append(team)
+    return tuple(teams)
+
+
 def _kind(root: Section) -> KindCluster:
     kind = root.section("kind")
     result = KindCluster(context=kind.str("context"))
@@ -686,6 +717,7 @@ def parse_stack_config(
         gcp=_gcp(root, provider_settings.get(GCP_PROJECT_KEY)) if cloud == "gcp" else None,
         kind=_kind(root) if cloud == "kind" else None,
         max_sweep_combinations=max_sweep,
+        teams=_teams(root, service_accounts),
     )
     root.done()
     return config

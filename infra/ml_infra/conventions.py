@@ -14,5 +14,7 @@ GPU_TAINT_VALUE = "present"
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 # Label the platform's container tasks carry (ml_platform.container): which image a pod runs.
 IMAGE_LABEL = "ml-platform/image"
+# ...and whose team's pod it is (a team image's pods; a team's service account).
+TEAM_LABEL = "ml-platform/team"
 # kind's GPU emulation: the fake GPU operator puts its device plugin on nodes with this label.
 FAKE_GPU_POOL_LABEL = "run.ai/simulated-gpu-node-pool"

@@ -8,6 +8,7 @@ import pulumi
 import pulumi_random as random
 
 from ml_infra.config import StackConfig
+from ml_infra.team_identities import team_identities
 
 
 def _password(name: str, length: int = 32) -> pulumi.Output[str]:
@@ -35,6 +36,8 @@ class GeneratedSecrets:
     airflow_admin_password: pulumi.Output[str]
     mlflow_admin_password: pulumi.Output[str]
     airflow_redis_password: pulumi.Output[str] | None  # CeleryExecutor only
+    # MLflow login -> password: each team's user and each team's read-only serving user.
+    mlflow_user_passwords: dict[str, pulumi.Output[str]]
 
 
 def generate_secrets(config: StackConfig) -> GeneratedSecrets:
@@ -52,4 +55,9 @@ def generate_secrets(config: StackConfig) -> GeneratedSecrets:
             if config.airflow.executor == "CeleryExecutor"
             else None
         ),
+        mlflow_user_passwords={
+            user: _password(f"mlflow-user-{user}")
+            for identity in team_identities(config)
+            for user in (identity.mlflow_user, identity.serving_user)
+        },
     )

@@ -5,7 +5,8 @@ Only what is used is granted:
   training namespace, with exactly the verbs KubernetesPodOperator uses.
 - The deployer (a pod in the training namespace) may manage the model server's Deployment
   and Service in the serving namespace, with the calls services/deployer makes.
-- Training pods and the model server get no API access at all (no token mounted).
+- Training pods (each team's under its own account) and the model server get no API
+  access at all (no token mounted).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from ml_infra.config import StackConfig
-from ml_infra.conventions import GPU_RESOURCE
+from ml_infra.conventions import GPU_RESOURCE, TEAM_LABEL
 from ml_infra.endpoints import AIRFLOW_RELEASE
 from ml_infra.kube import k8s_opts, metadata
+from ml_infra.team_identities import team_identities
 
 POD_LAUNCHER_ROLE = "airflow-pod-launcher"
 DEPLOYER_ROLE = "ml-deployer"
@@ -107,7 +109,7 @@ def declare_service_accounts(
         ("deployer", "training", True),  # the deploy task runs in the training namespace
         ("serving", "serving", False),
     ]
-    return [
+    platform = [
         k8s.core.v1.ServiceAccount(
             f"sa-{role}",
             metadata=metadata(accounts[role], config.namespaces[ns_role]),
@@ -116,6 +118,22 @@ def declare_service_accounts(
         )
         for role, ns_role, token in wanted
     ]
+    # A team's pods run as the team (no API token: they never call Kubernetes); the account
+    # is what a cloud identity (IRSA, Workload Identity) would be bound to.
+    teams = [
+        k8s.core.v1.ServiceAccount(
+            f"sa-{identity.service_account}",
+            metadata=metadata(
+                identity.service_account,
+                config.namespaces["training"],
+                {TEAM_LABEL: identity.team},
+            ),
+            automount_service_account_token=False,
+            opts=k8s_opts(provider, [namespaces["training"]]),
+        )
+        for identity in team_identities(config)
+    ]
+    return platform + teams
 
 
 def _role_with_binding(

@@ -11,6 +11,7 @@ from typing import Any
 
 from ml_infra.config import Pool, StackConfig
 from ml_infra.endpoints import mlflow_url, storage_endpoint
+from ml_infra.team_identities import team_identities
 
 
 def _gpu(pool: Pool) -> dict[str, Any] | None:
@@ -39,7 +40,6 @@ def platform_document(config: StackConfig) -> dict[str, Any]:
         "datasets_uri": f"s3://{buckets.datasets}",
         "artifacts_uri": f"s3://{buckets.artifacts}",
         "logs_uri": f"s3://{buckets.logs}",
-        "credentials_secret": config.storage.credentials_secret,
         "airflow_connection": config.storage.airflow_connection,
     }
     endpoint = storage_endpoint(config)
@@ -55,10 +55,9 @@ def platform_document(config: StackConfig) -> dict[str, Any]:
             "pull_policy": config.images.pull_policy,
             "names": dict(config.images.names),
         },
-        "mlflow": {
-            "tracking_uri": mlflow_url(config),
-            "credentials_secret": config.mlflow.credentials_secret,
-        },
+        "mlflow": {"tracking_uri": mlflow_url(config)},
+        # Each team's identities; the DAG library gives a team's pods its own (task_policy).
+        "teams": {identity.team: identity.document() for identity in team_identities(config)},
         "storage": storage,
         "pools": [_pool(pool) for pool in config.pools],
         "limits": {

@@ -8,6 +8,7 @@ Airflow and MLflow read theirs through their charts' `*SecretName` / `existingSe
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -16,7 +17,8 @@ from ml_infra.config import StackConfig
 from ml_infra.endpoints import AIRFLOW_RELEASE, storage_endpoint, storage_region
 from ml_infra.generated_secrets import GeneratedSecrets
 from ml_infra.kube import secret
-from ml_infra.resources import DatabaseServer, StorageAccess
+from ml_infra.resources import DatabaseServer, StorageAccess, StorageKey
+from ml_infra.team_identities import AIRFLOW_STORAGE, MLFLOW_STORAGE, team_identities
 
 AIRFLOW_METADATA_SECRET = "airflow-metadata"
 AIRFLOW_FERNET_SECRET = "airflow-fernet-key"
@@ -27,6 +29,9 @@ AIRFLOW_REDIS_SECRET = "airflow-redis-password"
 AIRFLOW_BROKER_SECRET = "airflow-broker-url"
 AIRFLOW_ADMIN_SECRET = "airflow-admin-password"  # key `password`: the create-user Job's env
 MLFLOW_DATABASE_SECRET = "mlflow-database"
+# mlflow namespace: the logins the MLflow users Job creates (key MLFLOW_USERS_KEY, JSON).
+MLFLOW_USERS_SECRET = "mlflow-users"
+MLFLOW_USERS_KEY = "users.json"
 POSTGRES_ADMIN_SECRET = "postgres-admin"
 DATABASE_USERS_SECRET = "database-users"
 # database -> owning role; MLflow keeps its users and permissions in a database of its own.
@@ -53,6 +58,18 @@ def database_url(server: DatabaseServer, user: str, password: str, host: str) ->
     return f"postgresql://{user}:{password}@{host}:{server.port}/{user}?sslmode={server.sslmode}"
 
 
+def storage_env(config: StackConfig, key: StorageKey) -> dict[str, Any]:
+    return {
+        "AWS_ACCESS_KEY_ID": key.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": key.secret_access_key,
+        "AWS_DEFAULT_REGION": storage_region(config),
+    }
+
+
+def mlflow_login(user: str, password: pulumi.Output[str]) -> dict[str, Any]:
+    return {"MLFLOW_TRACKING_USERNAME": user, "MLFLOW_TRACKING_PASSWORD": password}
+
+
 def declare_credentials_secrets(
     config: StackConfig,
     provider: k8s.Provider,
@@ -60,40 +77,65 @@ def declare_credentials_secrets(
     storage: StorageAccess,
     generated: GeneratedSecrets,
 ) -> list[pulumi.Resource]:
-    """Storage and MLflow credentials in every namespace whose pods use them."""
-    storage_data = {
-        "AWS_ACCESS_KEY_ID": storage.access_key_id,
-        "AWS_SECRET_ACCESS_KEY": storage.secret_access_key,
-        "AWS_DEFAULT_REGION": storage_region(config),
-    }
-    mlflow_data = {
-        "MLFLOW_TRACKING_USERNAME": config.mlflow.admin_user,
-        "MLFLOW_TRACKING_PASSWORD": generated.mlflow_admin_password,
-    }
-    created: list[pulumi.Resource] = []
-    for role in ("training", "serving", "mlflow", "airflow"):
-        created.append(
-            secret(
-                f"storage-credentials-{role}",
-                config.storage.credentials_secret,
-                config.namespaces[role],
-                storage_data,
-                provider,
-                [namespaces[role]],
-            )
-        )
-    for role in ("training", "serving", "mlflow"):
-        created.append(
-            secret(
-                f"mlflow-credentials-{role}",
-                config.mlflow.credentials_secret,
-                config.namespaces[role],
-                mlflow_data,
-                provider,
-                [namespaces[role]],
-            )
-        )
-    return created
+    """Each identity's credentials in the one namespace whose pods use them.
+
+    The MLflow admin and the artifact store's key stay in the mlflow namespace (the server's);
+    a team's pods get the team's MLflow login and dataset key in the training namespace, its
+    model servers the team's read-only login in the serving namespace."""
+    wanted: list[tuple[str, str, str, dict[str, Any]]] = [
+        (
+            "storage-credentials-mlflow",
+            config.storage.credentials_secret,
+            "mlflow",
+            storage_env(config, storage.keys[MLFLOW_STORAGE]),
+        ),
+        (
+            "mlflow-credentials-mlflow",
+            config.mlflow.credentials_secret,
+            "mlflow",
+            mlflow_login(config.mlflow.admin_user, generated.mlflow_admin_password),
+        ),
+        (
+            "mlflow-users",
+            MLFLOW_USERS_SECRET,
+            "mlflow",
+            {MLFLOW_USERS_KEY: mlflow_users_document(generated.mlflow_user_passwords)},
+        ),
+    ]
+    passwords = generated.mlflow_user_passwords
+    for identity in team_identities(config):
+        wanted += [
+            (
+                identity.mlflow_secret,
+                identity.mlflow_secret,
+                "training",
+                mlflow_login(identity.mlflow_user, passwords[identity.mlflow_user]),
+            ),
+            (
+                identity.storage_secret,
+                identity.storage_secret,
+                "training",
+                storage_env(config, storage.keys[identity.storage_identity]),
+            ),
+            (
+                identity.serving_secret,
+                identity.serving_secret,
+                "serving",
+                mlflow_login(identity.serving_user, passwords[identity.serving_user]),
+            ),
+        ]
+    return [
+        secret(resource, name, config.namespaces[role], data, provider, [namespaces[role]])
+        for resource, name, role, data in wanted
+    ]
+
+
+def mlflow_users_document(passwords: dict[str, pulumi.Output[str]]) -> pulumi.Output[str]:
+    """The JSON the MLflow users Job reads: {"users": {login: password}}."""
+    users = list(passwords)
+    return pulumi.Output.all(*passwords.values()).apply(
+        lambda values: json.dumps({"users": dict(zip(users, values, strict=True))})
+    )
 
 
 def declare_postgres_admin_secret(
@@ -166,7 +208,8 @@ def declare_airflow_secrets(
 ) -> list[pulumi.Resource]:
     ns = config.namespaces["airflow"]
     connection_env = connection_env_name(config.storage.airflow_connection)
-    connection = pulumi.Output.all(storage.access_key_id, storage.secret_access_key).apply(
+    key = storage.keys[AIRFLOW_STORAGE]
+    connection = pulumi.Output.all(key.access_key_id, key.secret_access_key).apply(
         lambda keys: storage_connection(config, *keys)
     )
     wanted = {

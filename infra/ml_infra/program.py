@@ -17,6 +17,7 @@ from ml_infra.database_setup import declare_database_setup
 from ml_infra.endpoints import airflow_url, mlflow_url
 from ml_infra.generated_secrets import GeneratedSecrets, generate_secrets
 from ml_infra.helm_values import load_values_files
+from ml_infra.mlflow_users import declare_mlflow_users
 from ml_infra.namespaces_rbac import (
     declare_gpu_quota,
     declare_namespaces,
@@ -126,6 +127,7 @@ def declare_platform(config: StackConfig, values: ValuesFiles) -> None:
         server,
         depends_on=[database_setup, *credentials, *storage.ready, *cluster.ready],
     )
+    declare_mlflow_users(config, provider, generated, depends_on=[mlflow, *credentials])
     airflow_release.declare_airflow(
         config,
         provider,

@@ -16,9 +16,16 @@ class ClusterAccess:
 
 
 @dataclass(frozen=True)
-class StorageAccess:
+class StorageKey:
     access_key_id: pulumi.Output[str]
     secret_access_key: pulumi.Output[str]
+
+
+@dataclass(frozen=True)
+class StorageAccess:
+    # One key per storage identity (ml_infra.team_identities.storage_grants), each reaching
+    # only what that identity is granted.
+    keys: dict[str, StorageKey]
     ready: list[pulumi.Resource] = field(default_factory=list)
 
 

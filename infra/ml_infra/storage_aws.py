@@ -1,4 +1,5 @@
-"""AWS: the three buckets in S3 and an IAM user whose keys reach exactly those buckets."""
+"""AWS: the three buckets in S3, and per storage identity an IAM user whose key reaches only
+its grants (a bucket, or a prefix of one)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import pulumi
 import pulumi_aws as aws
 
 from ml_infra.config import StackConfig
-from ml_infra.resources import StorageAccess
+from ml_infra.resources import StorageAccess, StorageKey
+from ml_infra.team_identities import StorageGrant, storage_grants
 
 
 def _bucket(name: str, opts: pulumi.ResourceOptions) -> aws.s3.Bucket:
@@ -31,39 +33,43 @@ def _bucket(name: str, opts: pulumi.ResourceOptions) -> aws.s3.Bucket:
     return bucket
 
 
-def bucket_policy(bucket_arns: list[str]) -> str:
-    return json.dumps(
+def identity_policy(grants: list[StorageGrant]) -> str:
+    """An IAM policy that reaches exactly the grants: list per bucket, objects by prefix."""
+    buckets = sorted({f"arn:aws:s3:::{grant.bucket}" for grant in grants})
+    statements = [
         {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
-                    "Resource": bucket_arns,
-                },
-                {
-                    "Effect": "Allow",
-                    "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                    "Resource": [f"{arn}/*" for arn in bucket_arns],
-                },
-            ],
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
+            "Resource": buckets,
         }
-    )
+    ]
+    for write in (False, True):
+        objects = [
+            f"arn:aws:s3:::{grant.bucket}/{grant.prefix}*"
+            for grant in grants
+            if grant.write == write
+        ]
+        if objects:
+            actions = ["s3:GetObject", *(["s3:PutObject", "s3:DeleteObject"] if write else [])]
+            actions += ["s3:AbortMultipartUpload"] if write else []
+            statements.append({"Effect": "Allow", "Action": actions, "Resource": objects})
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
 
 def declare_s3_storage(config: StackConfig, opts: pulumi.ResourceOptions) -> StorageAccess:
+    """The buckets, and one IAM user per storage identity with a policy of its grants only."""
     names = config.storage.buckets
     buckets = [_bucket(name, opts) for name in (names.datasets, names.artifacts, names.logs)]
-    user = aws.iam.User(f"ml-platform-{config.environment}-storage", opts=opts)
-    aws.iam.UserPolicy(
-        "storage-access",
-        user=user.name,
-        policy=pulumi.Output.all(*[b.arn for b in buckets]).apply(bucket_policy),
-        opts=opts,
-    )
-    key = aws.iam.AccessKey("storage-access", user=user.name, opts=opts)
-    return StorageAccess(
-        access_key_id=pulumi.Output.secret(key.id),
-        secret_access_key=pulumi.Output.secret(key.secret),
-        ready=buckets,
-    )
+    # The policies name the buckets by ARN: created after them.
+    after = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=buckets))
+    keys = {}
+    for name, grants in storage_grants(config).items():
+        user = aws.iam.User(
+            f"storage-{name}", name=f"ml-platform-{config.environment}-{name}", opts=opts
+        )
+        aws.iam.UserPolicy(
+            f"storage-{name}", user=user.name, policy=identity_policy(grants), opts=after
+        )
+        key = aws.iam.AccessKey(f"storage-{name}", user=user.name, opts=opts)
+        keys[name] = StorageKey(pulumi.Output.secret(key.id), pulumi.Output.secret(key.secret))
+    return StorageAccess(keys, ready=buckets)

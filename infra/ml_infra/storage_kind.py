@@ -20,23 +20,39 @@ from ml_infra.config import StackConfig
 from ml_infra.endpoints import SEAWEEDFS_RELEASE, SEAWEEDFS_S3_PORT
 from ml_infra.helm_release import helm_release
 from ml_infra.kube import secret
-from ml_infra.resources import StorageAccess
+from ml_infra.resources import StorageAccess, StorageKey
+from ml_infra.team_identities import StorageGrant, storage_grants
 
 S3_CONFIG_SECRET = "seaweedfs-s3-config"
-S3_IDENTITY = "ml-platform"
 DATA_SIZE = "20Gi"
 
 
-def s3_identities(access_key_id: str, secret_access_key: str) -> str:
-    """SeaweedFS's S3 config: one identity with the rights the platform uses."""
+def seaweedfs_actions(grants: list[StorageGrant]) -> list[str]:
+    """SeaweedFS actions for an identity's grants.
+
+    SeaweedFS checks `<Action>:<bucket>/<key>` against each action, with a trailing `*` as a
+    prefix match; listing is checked on the bucket alone, so List is granted per bucket."""
+    actions: list[str] = []
+    for grant in grants:
+        scope = f"{grant.bucket}/{grant.prefix}*" if grant.prefix else grant.bucket
+        wanted = [f"List:{grant.bucket}", f"Read:{scope}"]
+        if grant.write:
+            wanted += [f"Write:{scope}", f"Tagging:{scope}"]
+        actions += [action for action in wanted if action not in actions]
+    return actions
+
+
+def s3_identities(keys: dict[str, tuple[str, str]], grants: dict[str, list[StorageGrant]]) -> str:
+    """SeaweedFS's S3 config: one identity per storage identity, none of them an admin."""
     return json.dumps(
         {
             "identities": [
                 {
-                    "name": S3_IDENTITY,
-                    "credentials": [{"accessKey": access_key_id, "secretKey": secret_access_key}],
-                    "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+                    "name": name,
+                    "credentials": [{"accessKey": key_id, "secretKey": secret_key}],
+                    "actions": seaweedfs_actions(grants[name]),
                 }
+                for name, (key_id, secret_key) in keys.items()
             ]
         }
     )
@@ -92,22 +108,31 @@ def seaweedfs_values(config: StackConfig) -> dict:
     }
 
 
+def _key(name: str) -> StorageKey:
+    access_key = random.RandomPassword(f"seaweedfs-{name}-access-key", length=20, special=False)
+    secret_key = random.RandomPassword(f"seaweedfs-{name}-secret-key", length=40, special=False)
+    return StorageKey(
+        pulumi.Output.secret(access_key.result), pulumi.Output.secret(secret_key.result)
+    )
+
+
 def declare_kind_storage(
     config: StackConfig, provider: k8s.Provider, namespace: pulumi.Resource
 ) -> StorageAccess:
-    access_key = random.RandomPassword("seaweedfs-access-key", length=20, special=False)
-    secret_key = random.RandomPassword("seaweedfs-secret-key", length=40, special=False)
-    access_key_id = pulumi.Output.secret(access_key.result)
-    secret_access_key = pulumi.Output.secret(secret_key.result)
+    grants = storage_grants(config)
+    keys = {name: _key(name) for name in grants}
+    names = list(keys)
+    flat = [part for key in keys.values() for part in (key.access_key_id, key.secret_access_key)]
+    document = pulumi.Output.all(*flat).apply(
+        lambda parts: s3_identities(
+            {name: (parts[2 * i], parts[2 * i + 1]) for i, name in enumerate(names)}, grants
+        )
+    )
     s3_config = secret(
         "seaweedfs-s3-config",
         S3_CONFIG_SECRET,
         config.namespaces["storage"],
-        {
-            "seaweedfs_s3_config": pulumi.Output.all(access_key_id, secret_access_key).apply(
-                lambda keys: s3_identities(*keys)
-            )
-        },
+        {"seaweedfs_s3_config": document},
         provider,
         depends_on=[namespace],
     )
@@ -120,4 +145,4 @@ def declare_kind_storage(
         provider=provider,
         depends_on=[namespace, s3_config],
     )
-    return StorageAccess(access_key_id, secret_access_key, ready=[release])
+    return StorageAccess(keys, ready=[release])

@@ -108,7 +108,7 @@ NEEDED = [
     ("airflow", "airflow", 6379, "Celery's Redis"),
     ("airflow", "kube-system", 53, "DNS"),
     ("airflow", KUBE_API, 443, "KubernetesPodOperator creates pods, reads logs, execs"),
-    ("mlflow", "mlflow", 5000, "the server's own health checks and jobs"),
+    ("mlflow", "mlflow", 5000, "the server's own health checks, the mlflow-users Job"),
     ("ml-training", "mlflow", 5000, "training logs runs and models"),
     ("ml-serving", "mlflow", 5000, "model servers load their model"),
     ("ml-training", "ml-serving", 8080, "the deployer's smoke test"),

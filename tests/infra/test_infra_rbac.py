@@ -71,6 +71,9 @@ def test_only_the_deployer_gets_an_api_token(stack: str):
         "ml-training-runner": False,
         "ml-deployer": True,
         "model-server": False,
+        # Each team's pods run as the team (stack config teams, and the platform's own).
+        "team-ml-platform": False,
+        "team-examples": False,
     }
 
 

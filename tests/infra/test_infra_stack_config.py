@@ -42,8 +42,43 @@ def _set(path: str, value: Any) -> Edit:
 
 _DELETE = object()
 
+
+def _teams(teams: Any) -> Edit:
+    def edit(values: dict[str, Any]) -> None:
+        values["ml-platform:teams"] = teams
+
+    return edit
+
+
 # (stack, edit, the key the message must name, what it must say)
 BAD_CONFIGS = {
+    "a team listed twice": (
+        "kind",
+        _teams(["examples", "fraud", "examples"]),
+        "ml-platform:teams[2]",
+        "'examples' is listed twice",
+    ),
+    "the platform's own team listed": (
+        "dev",
+        _teams(["ml-platform"]),
+        "ml-platform:teams[0]",
+        "is the platform's own team, always there",
+    ),
+    "a team name that is no Kubernetes name": (
+        "prod",
+        _teams(["Fraud_Team"]),
+        "ml-platform:teams[0]",
+        "is not a valid Kubernetes name",
+    ),
+    "a team whose account is a platform account": (
+        "kind",
+        lambda values: (
+            _teams(["runner"])(values),
+            _set("service_accounts.training", "team-runner")(values),
+        ),
+        "ml-platform:teams[0]",
+        "the team's service account 'team-runner' is already service_accounts.training",
+    ),
     "gpu pool on a machine type without GPU": (
         "prod",
         _set("pools.1.machine_type", "m6i.2xlarge"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -72,11 +73,33 @@ def _stop(process: subprocess.Popen, timeout_s: float = 15) -> None:
         process.wait(timeout=timeout_s)
 
 
+@dataclass(frozen=True)
+class BasicAuth:
+    """MLflow's basic-auth app, as clusters run it: an admin and a default permission."""
+
+    admin_user: str
+    admin_password: str
+    default_permission: str = "NO_PERMISSIONS"
+
+    def write_config(self, root: Path) -> Path:
+        """The app's ini file (its user store beside it); the password goes in by env."""
+        path = root / "basic_auth.ini"
+        path.write_text(
+            "[mlflow]\n"
+            f"default_permission = {self.default_permission}\n"
+            f"database_uri = sqlite:///{root / 'basic_auth.db'}\n"
+            f"admin_username = {self.admin_user}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        )
+        return path
+
+
 @contextmanager
 def local_mlflow_server(
-    root: Path, port: int | None = None, timeout_s: float = 90
+    root: Path, port: int | None = None, timeout_s: float = 90, auth: BasicAuth | None = None
 ) -> Iterator[MlflowServer]:
-    """A tracking server and registry whose data lives under `root`; stopped on exit."""
+    """A tracking server and registry whose data lives under `root`; stopped on exit.
+    With `auth`, MLflow's basic-auth app is on (users and per-resource permissions)."""
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
@@ -99,6 +122,12 @@ def local_mlflow_server(
     # The server's job runner (huey workers for GenAI jobs) costs six processes and seconds
     # of start-up; tracking and the registry do not use it.
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    if auth is not None:
+        cmd += ["--app-name", "basic-auth"]
+        env["MLFLOW_AUTH_CONFIG_PATH"] = str(auth.write_config(root))
+        env["MLFLOW_AUTH_ADMIN_PASSWORD"] = auth.admin_password
+        # The auth app's CSRF protection signs with it; one server, so any fresh key does.
+        env.setdefault("MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_hex(32))
     log.info("starting MLflow server at %s (data in %s)", url, root)
     with open(log_file, "ab") as out:
         process = subprocess.Popen(

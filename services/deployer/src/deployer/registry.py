@@ -15,6 +15,8 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
+from mlflow.utils.credentials import get_default_host_creds
+from mlflow.utils.rest_utils import http_request
 
 from deployer.errors import StepFailed, one_line
 
@@ -27,6 +29,16 @@ REGISTRATION_TIMEOUT_S = 300
 # The team that owns a registered model: set when a team's deploy step first registers it;
 # another team's deploy step is refused (DEPLOYER_TEAM, set by the platform's training DAG).
 TEAM_TAG = "ml-platform.team"
+# MLflow's basic-auth app: a direct grant to one login (needs MANAGE on the resource).
+GRANT_USER_PERMISSION = "/api/3.0/mlflow/users/permissions/grant"
+
+
+def _response_line(response: Any) -> str:
+    try:
+        message = response.json().get("message") or response.text
+    except ValueError:
+        message = response.text
+    return f"HTTP {response.status_code}: {one_line(Exception(message))[:300]}"
 
 
 def _missing(exc: MlflowException) -> bool:
@@ -47,6 +59,7 @@ class RunModel:
     model_id: str | None
     metrics: dict[str, float]
     mlmodel: Model
+    experiment_id: str | None = None
 
     @property
     def uri(self) -> str:
@@ -80,7 +93,14 @@ class Registry:
                 why = f"run {run_id} has no model at artifact path {artifact_path!r}"
                 raise StepFailed("model", why) from None
             raise StepFailed("model", one_line(exc)) from None
-        return RunModel(run_id, artifact_path, mlmodel.model_id, dict(run.data.metrics), mlmodel)
+        return RunModel(
+            run_id,
+            artifact_path,
+            mlmodel.model_id,
+            dict(run.data.metrics),
+            mlmodel,
+            run.info.experiment_id,
+        )
 
     def check_owner(self, name: str, team: str) -> bool:
         """Raise StepFailed("authority") unless `team` owns registered model `name`; False
@@ -112,6 +132,30 @@ class Registry:
             self.client.create_registered_model(name, tags={TEAM_TAG: team})
         except MlflowException as exc:
             raise StepFailed("register", f"cannot create {name!r}: {one_line(exc)}") from None
+
+    def grant_read(self, user: str, name: str, run_model: RunModel) -> None:
+        """Let MLflow login `user` (the team's model servers') read registered model `name`
+        and the experiment holding its artifacts, which it loads through MLflow's proxy.
+        Needs MANAGE on both, which the team's login has on what it created."""
+        grants = [("registered_model", name), ("experiment", run_model.experiment_id)]
+        for resource_type, resource_id in grants:
+            if resource_id is None:
+                continue
+            response = http_request(
+                get_default_host_creds(self.client.tracking_uri),
+                GRANT_USER_PERMISSION,
+                "POST",
+                json={
+                    "username": user,
+                    "resource_type": resource_type,
+                    "resource_id": str(resource_id),
+                    "permission": "READ",
+                },
+            )
+            if response.status_code == 200 or "RESOURCE_ALREADY_EXISTS" in response.text:
+                continue
+            why = f"cannot let {user!r} read {resource_type} {resource_id!r}: "
+            raise StepFailed("authority", why + _response_line(response))
 
     def find_or_register(self, name: str, run_model: RunModel) -> tuple[ModelVersion, bool]:
         """The version registered from this run's model, created only when there is none."""

@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 
 TEAM_ENV = "DEPLOYER_TEAM"
+# The MLflow login of the team's model servers (set by the platform's training DAG on a
+# cluster): granted READ on the model before it is rolled out.
+SERVING_USER_ENV = "DEPLOYER_SERVING_USER"
 
 
 def deployed_by() -> str:
@@ -104,6 +107,9 @@ def deploy(
     request = smoke.smoke_request(run_model.uri, run_model.mlmodel)
     if first_of_team:
         registry.create_owned(model_name, team)
+    serving_user = os.environ.get(SERVING_USER_ENV, "").strip()
+    if serving_user:
+        registry.grant_read(serving_user, model_name, run_model)
     version, _ = registry.find_or_register(model_name, run_model)
     previous = registry.aliases(model_name, "register").get(CHAMPION)
     revision = Revision(model_name, version.version)
