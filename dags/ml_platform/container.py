@@ -136,10 +136,8 @@ def container_task_kwargs(
     pool = select_pool(config, gpus=gpus, gpu_type=gpu_type)
     secret_refs = [Secret("env", None, name) for name in secrets or []]
     scratch_volume, scratch_mount = _scratch()
-    if config.storage.get("credentials_secret"):
-        secret_refs.append(Secret("env", None, config.storage["credentials_secret"]))
-    if config.mlflow_credentials_secret:
-        secret_refs.append(Secret("env", None, config.mlflow_credentials_secret))
+    # The team's service account and credentials Secrets come from task_policy, which knows
+    # the DAG's team (ml_platform.team_identities).
     kwargs: dict[str, Any] = {
         "image": reference,
         "image_pull_policy": config.images.pull_policy,

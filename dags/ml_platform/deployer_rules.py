@@ -17,6 +17,8 @@ from ml_platform.settings import IMAGE_LABEL, PlatformConfig
 from ml_platform.violations import Violation
 
 TEAM_ENV = "DEPLOYER_TEAM"
+# The MLflow login of the team's model servers, which the deployer grants READ on the model.
+SERVING_USER_ENV = "DEPLOYER_SERVING_USER"
 FIX = "deploy through the platform's training DAG (training_dag), whose deploy step is the only use"
 
 

@@ -176,6 +176,7 @@ def _is_pod_operator(task: Any) -> bool:
 def task_policy(task: Any) -> None:
     """Airflow calls this for every task it parses: check a KubernetesPodOperator's pod."""
     from ml_platform.deployer_rules import dag_team, deployer_violations
+    from ml_platform.team_identities import assign_team_identity, task_identity_violations
 
     if not _is_pod_operator(task):
         return
@@ -186,15 +187,20 @@ def task_policy(task: Any) -> None:
         registry=platform_config().images.registry,
         base_container=pod.spec.containers[0].name,
     )
+    team = dag_team(task.dag.fileloc)
     violations += deployer_violations(
         pod,
         base_container=pod.spec.containers[0].name,
-        team=dag_team(task.dag.fileloc),
+        team=team,
         where=f"task {task.task_id!r}",
         config=platform_config(),
     )
+    violations += task_identity_violations(
+        task, platform_config(), team, where=f"task {task.task_id!r}"
+    )
     if violations:
         _refuse(violations, *locate_task(task.dag.fileloc, task.dag.dag_id, task.task_id))
+    assign_team_identity(task, platform_config(), team)
     limit = limit_gpu_sweep(task, pod, platform_config())
     if limit is not None:
         log.warning(
@@ -242,6 +248,14 @@ def _deployer_label_violations(pod: k8s.V1Pod, where: str) -> list[Violation]:
     )
 
 
+def _identity_violations(pod: k8s.V1Pod, where: str) -> list[Violation]:
+    from ml_platform.team_identities import pod_identity_violations
+
+    if not pod.spec:
+        return []
+    return pod_identity_violations(pod, platform_config(), where)
+
+
 def refuse_unsafe_pod(pod: k8s.V1Pod) -> None:
     """Raise AirflowClusterPolicyViolation for a privileged, hostPath or host-namespace pod."""
     labels = (pod.metadata.labels if pod.metadata else None) or {}
@@ -250,6 +264,7 @@ def refuse_unsafe_pod(pod: k8s.V1Pod) -> None:
         where += f" of task {labels['dag_id']}.{labels['task_id']}"
     violations = pod_violations(pod, where=where, codes=SECURITY_CODES)
     violations += _deployer_label_violations(pod, where)
+    violations += _identity_violations(pod, where)
     if violations:
         # Only the pod is known here; task_policy names the line when the DAG is parsed.
         raise AirflowClusterPolicyViolation(

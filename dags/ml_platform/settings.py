@@ -97,6 +97,33 @@ def team_repository(team: str, image: str) -> str:
 
 
 @dataclass(frozen=True)
+class TeamIdentity:
+    """A team's identities on a stack: its pods' service account and Secrets (training
+    namespace), and the read-only MLflow login its model servers get (serving namespace)."""
+
+    team: str
+    service_account: str
+    mlflow_secret: str  # the team's MLflow login
+    storage_secret: str  # the team's key to its folder of the datasets bucket
+    serving_user: str
+    serving_secret: str
+
+    @property
+    def secrets(self) -> tuple[str, str]:
+        """The Secrets in the training namespace that are this team's alone."""
+        return (self.mlflow_secret, self.storage_secret)
+
+
+TEAM_IDENTITY_KEYS = (
+    "service_account",
+    "mlflow_secret",
+    "storage_secret",
+    "serving_user",
+    "serving_secret",
+)
+
+
+@dataclass(frozen=True)
 class PlatformConfig:
     environment: str
     namespaces: dict[str, str]
@@ -105,8 +132,8 @@ class PlatformConfig:
     mlflow_tracking_uri: str
     storage: dict[str, str]
     pools: tuple[Pool, ...]
-    # Secret with MLFLOW_TRACKING_USERNAME/PASSWORD for a server with auth on (cluster only).
-    mlflow_credentials_secret: str | None = None
+    # teams.<team>: the team's identities (a cluster stack's document; none locally).
+    teams: dict[str, TeamIdentity] = field(default_factory=dict)
     # limits.max_sweep_combinations: the most combinations one run's sweep may have.
     max_sweep_combinations: int = DEFAULT_MAX_SWEEP_COMBINATIONS
     # limits.gpu_quota: GPUs the training namespace's ResourceQuota lets pods request at once.
@@ -115,6 +142,15 @@ class PlatformConfig:
     @property
     def datasets_uri(self) -> str:
         return self.storage["datasets_uri"]
+
+    def team_identity(self, team: str) -> TeamIdentity | None:
+        return self.teams.get(team)
+
+    def team_owning_account(self, service_account: str | None) -> str | None:
+        """The team whose service account this is, if any."""
+        return next(
+            (t.team for t in self.teams.values() if t.service_account == service_account), None
+        )
 
     def pool(self, name: str) -> Pool:
         for pool in self.pools:
@@ -179,6 +215,25 @@ def _optional_count(raw: dict[str, Any], key: str, where: str, minimum: int) -> 
     return value
 
 
+def _parse_teams(raw: Any) -> dict[str, TeamIdentity]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise PlatformConfigError(f"{CONFIG_ENV}: teams must map each team to its identities")
+    teams = {}
+    for team, names in raw.items():
+        if not isinstance(names, dict):
+            raise PlatformConfigError(f"{CONFIG_ENV}: teams.{team} must be a mapping")
+        values = {key: _require(names, key, f"teams.{team}.") for key in TEAM_IDENTITY_KEYS}
+        for key, value in values.items():
+            if not isinstance(value, str) or not value:
+                raise PlatformConfigError(
+                    f"{CONFIG_ENV}: teams.{team}.{key} must be a non-empty string"
+                )
+        teams[team] = TeamIdentity(team=team, **values)
+    return teams
+
+
 def _max_sweep_combinations(limits: dict[str, Any]) -> int:
     value = _optional_count(limits, "max_sweep_combinations", "limits.", minimum=1)
     return DEFAULT_MAX_SWEEP_COMBINATIONS if value is None else value
@@ -205,7 +260,7 @@ def parse_config(doc: dict[str, Any]) -> PlatformConfig:
         mlflow_tracking_uri=_require(mlflow, "tracking_uri", "mlflow."),
         storage=dict(_require(doc, "storage", "")),
         pools=pools,
-        mlflow_credentials_secret=mlflow.get("credentials_secret"),
+        teams=_parse_teams(doc.get("teams")),
         max_sweep_combinations=_max_sweep_combinations(limits),
         gpu_quota=_optional_count(limits, "gpu_quota", "limits.", minimum=0),
     )

@@ -31,6 +31,7 @@ from ml_platform.approval import APPROVAL_KEY, DeployGate
 from ml_platform.capacity import parallel_pods
 from ml_platform.container import container_task, mapped_container_task
 from ml_platform.dag_defaults import platform_default_args
+from ml_platform.deployer_rules import SERVING_USER_ENV
 from ml_platform.deployer_rules import TEAM_ENV as DEPLOYER_TEAM_ENV
 from ml_platform.local.partitions import register_demo_source
 from ml_platform.model_specs import model_dataset_prefix, team_image, team_of
@@ -364,7 +365,10 @@ def _deployer_env(config: PlatformConfig, team: str) -> dict[str, str]:
         "DEPLOYER_IMAGE": config.images.ref("deployer"),
         "DEPLOYER_SERVICE_ACCOUNT": config.service_accounts["serving"],
     }
-    # The model server loads the model from MLflow, which has auth on in clusters.
-    if config.mlflow_credentials_secret:
-        env["DEPLOYER_ENV_SECRET"] = config.mlflow_credentials_secret
+    # The model server loads the model from MLflow, which has auth on in clusters, with the
+    # team's read-only serving login; the deployer grants it READ on the model it serves.
+    identity = config.team_identity(team)
+    if identity is not None:
+        env["DEPLOYER_ENV_SECRET"] = identity.serving_secret
+        env[SERVING_USER_ENV] = identity.serving_user
     return env

@@ -24,6 +24,7 @@ RULES: dict[str, str] = {
     "MLP204": "a pod shares the node's network, PID or IPC namespace",
     "MLP205": "a container image is not from the platform registry",
     "MLP206": "a task runs as the deployer account but is not its team's deploy step",
+    "MLP207": "a task uses another team's account or credentials, or its team has none on a stack",
     "MLP301": "a pod fits no node pool of a stack",
     "MLP302": "a pod cannot be built offline to be checked",
     "MLP303": "a task runs more pods at once than a stack's pools or GPU quota hold",

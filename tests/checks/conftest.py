@@ -26,6 +26,8 @@ from checks_testkit import (
     run_checks,
 )
 
+from ml_platform.checks.stacks import STACKS_DIR_ENV
+
 if "airflow" not in sys.modules:
     _AIRFLOW_HOME = tempfile.mkdtemp(prefix="airflow-home-")
     os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
@@ -41,6 +43,10 @@ def scaffold_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / ".github").mkdir()
     shutil.copy(REPO / ".github" / "CODEOWNERS", root / ".github")
     (root / "pytest.ini").write_text("[pytest]\n")
+    # The stack files, to which the scaffold adds the new team (its identities on each stack).
+    (root / "infra").mkdir()
+    for stack_file in (REPO / "infra").glob("Pulumi.*.yaml"):
+        shutil.copy(stack_file, root / "infra")
     for name, flags in SCAFFOLDS.items():
         subprocess.run(
             [sys.executable, "-m", "ml_platform.scaffold", "--team", SCAFFOLD_TEAM]
@@ -55,5 +61,12 @@ def scaffold_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def checked(scaffold_root: Path) -> CheckRun:
-    """One `check-dags` run over dags/, the bad and good fixtures and the scaffolds."""
-    return run_checks(str(DAGS), str(BAD_DAGS), str(GOOD_DAGS), str(scaffold_root / "dags"))
+    """One `check-dags` run over dags/, the bad and good fixtures and the scaffolds, against
+    the scaffold's stack files (the repository's, with the scaffolded team onboarded)."""
+    return run_checks(
+        str(DAGS),
+        str(BAD_DAGS),
+        str(GOOD_DAGS),
+        str(scaffold_root / "dags"),
+        env={STACKS_DIR_ENV: str(scaffold_root / "infra")},
+    )

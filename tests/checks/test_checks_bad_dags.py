@@ -43,6 +43,11 @@ MESSAGES = {
         "'localhost/ml-platform'",
         "container_task(image=",
     ],
+    "other_teams_credentials.py": [
+        "task 'read_their_data' references 'team-examples-storage', team 'examples''s credentials",
+        "task 'run_as_them' runs as service account 'team-examples' (team 'examples''s account)",
+        "the platform: a team's tasks get the team's own",
+    ],
     "deployer_account_misused.py": [
         "task 'replace_their_model' runs as the deployer account 'ml-deployer' for team 'risk' "
         "(DEPLOYER_TEAM) in a DAG of team 'ml-platform'",

@@ -14,11 +14,13 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+import yaml
 from checks_testkit import DAGS, REPO, SCAFFOLD_TEAM, SCAFFOLDS, CheckRun
 
 from deployer.targets.local import stop_all_models
 from ml_contract import load_spec
 from ml_platform.checks.runner import check_files
+from ml_platform.checks.stacks import STACKS_DIR_ENV
 from ml_platform.local.mlflow_server import free_port
 from ml_platform.scaffold.new_dag import ScaffoldError, plan, scaffold_dag
 
@@ -109,6 +111,29 @@ def test_a_model_name_another_spec_has_is_refused(tmp_path: Path) -> None:
         plan(tmp_path, "fraud", "churn_x", trainer=False)
 
 
+def test_a_new_team_is_onboarded_on_every_stack(scaffold_root: Path) -> None:
+    """The scaffold adds a new team to ml-platform:teams of each stack file, and only once."""
+    for stack_file in sorted((scaffold_root / "infra").glob("Pulumi.*.yaml")):
+        teams = yaml.safe_load(stack_file.read_text())["config"]["ml-platform:teams"]
+        assert teams == ["examples", SCAFFOLD_TEAM], stack_file.name
+        original = (REPO / "infra" / stack_file.name).read_text()
+        assert stack_file.read_text() == original.replace(
+            "ml-platform:teams: [examples]", f"ml-platform:teams: [examples, {SCAFFOLD_TEAM}]"
+        )
+
+
+def test_a_stack_file_without_a_teams_line_stops_the_scaffold(tmp_path: Path) -> None:
+    (tmp_path / "infra").mkdir()
+    (tmp_path / "infra" / "Pulumi.kind.yaml").write_text("config:\n  ml-platform:cloud: kind\n")
+    done = _new_dag(tmp_path, "--team", "risk", "--name", "score")
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "new-dag: infra/Pulumi.kind.yaml: no one-line `ml-platform:teams: [...]` to add team "
+        "'risk' to; add it there by hand"
+    )
+    assert not (tmp_path / "dags").exists()  # nothing written
+
+
 def test_the_scaffolds_pass_check_dags(scaffold_root: Path, checked: CheckRun) -> None:
     mine = [f for f in checked.findings() if f["path"].startswith(str(scaffold_root))]
     assert mine == []
@@ -132,7 +157,11 @@ def test_the_generated_tests_pass(scaffold_root: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/teams"],
         cwd=scaffold_root,
-        env={**os.environ, "PYTHONPATH": str(DAGS)},
+        env={
+            **os.environ,
+            "PYTHONPATH": str(DAGS),
+            STACKS_DIR_ENV: str(scaffold_root / "infra"),
+        },
         capture_output=True,
         text=True,
         timeout=300,

@@ -96,7 +96,7 @@ def test_a_stack_file_with_its_organisation_settings_is_checked(
     prod["config"]["ml-platform:airflow"]["dags"]["repo_url"] = "https://git.internal.test/ml.git"
     (infra / "Pulumi.prod.yaml").write_text(yaml.safe_dump(prod))
     monkeypatch.setattr(stacks, "INFRA_DIR", infra)
-    stacks._infra_stacks.cache_clear()
+    stacks._stacks_in.cache_clear()
     try:
         documents = stacks.stack_documents()
         assert sorted(documents) == ["kind", "prod"]
@@ -106,7 +106,7 @@ def test_a_stack_file_with_its_organisation_settings_is_checked(
         assert stacks.unchecked_stacks() == {}
         assert stacks.test_valued_stacks() == {}
     finally:
-        stacks._infra_stacks.cache_clear()
+        stacks._stacks_in.cache_clear()
 
 
 def test_a_stack_file_wrong_otherwise_is_named_not_checked(
@@ -118,10 +118,10 @@ def test_a_stack_file_wrong_otherwise_is_named_not_checked(
     prod["config"]["ml-platform:images"]["tag"] = 7  # not a string: no test value hides it
     (infra / "Pulumi.prod.yaml").write_text(yaml.safe_dump(prod))
     monkeypatch.setattr(stacks, "INFRA_DIR", infra)
-    stacks._infra_stacks.cache_clear()
+    stacks._stacks_in.cache_clear()
     try:
         unchecked = stacks.unchecked_stacks()
         assert list(unchecked) == ["prod"]
         assert unchecked["prod"].startswith("Pulumi.prod.yaml: ml-platform:images.tag")
     finally:
-        stacks._infra_stacks.cache_clear()
+        stacks._stacks_in.cache_clear()

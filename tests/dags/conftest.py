@@ -36,7 +36,7 @@ from kubernetes.client import models as k8s  # noqa: E402
 
 from ml_platform import inspection  # noqa: E402
 from ml_platform.container import PlatformPodOperator  # noqa: E402
-from ml_platform.policies import pod_mutation_hook  # noqa: E402
+from ml_platform.policies import pod_mutation_hook, task_policy  # noqa: E402
 from ml_platform.pools import gpu_request  # noqa: E402
 from ml_platform.settings import PlatformConfig, platform_config  # noqa: E402
 from ml_platform.sweep import build_combinations, trainer_arguments  # noqa: E402
@@ -50,15 +50,27 @@ TEXTBOOK_DAG_FILES = [
 PIPELINE_DAG_ID = "ml_training_pipeline"
 
 
+def _with_task_policy(bag: DagBag) -> DagBag:
+    """The platform's task_policy applied to every task, as the cluster's DAG processor does
+    (airflow_local_settings): it gives each pod task its team's identity."""
+    for dag in bag.dags.values():
+        for task in dag.tasks:
+            task_policy(task)
+    return bag
+
+
 @cache
 def dag_bag() -> DagBag:
     """Every DAG file under dags/, parsed once per session the way the DAG processor does."""
-    return DagBag(dag_folder=str(DAGS_FOLDER))
+    return _with_task_policy(DagBag(dag_folder=str(DAGS_FOLDER)))
 
 
 @cache
 def textbook_bags() -> tuple[DagBag, ...]:
-    return tuple(DagBag(dag_folder=str(path), safe_mode=False) for path in TEXTBOOK_DAG_FILES)
+    return tuple(
+        _with_task_policy(DagBag(dag_folder=str(path), safe_mode=False))
+        for path in TEXTBOOK_DAG_FILES
+    )
 
 
 def _dag(dag_id: str) -> DAG:
@@ -103,7 +115,7 @@ def concrete_operator(dag: DAG, task_id: str) -> KubernetesPodOperator:
 
 
 def build_offline_pod(dag_id: str, task_id: str) -> k8s.V1Pod:
-    """The pod as check-dags builds it (dry run), before any cluster policy."""
+    """The pod as check-dags builds it (dry run), before pod_mutation_hook."""
     return inspection.build_pod(concrete_operator(_dag(dag_id), task_id))
 
 

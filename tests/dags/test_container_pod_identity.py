@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 from kubernetes.client import models as k8s
 
+from ml_platform.model_specs import PLATFORM_TEAM
 from ml_platform.settings import PlatformConfig
 
 XCOM_SIDECAR = "airflow-xcom-sidecar"
@@ -20,14 +21,18 @@ def test_namespace_and_service_account_are_the_configs(
     container_pod: k8s.V1Pod, platform: PlatformConfig
 ):
     assert container_pod.metadata.namespace == platform.namespaces["training"]
-    assert container_pod.spec.service_account_name in platform.service_accounts.values()
+    teams = {identity.service_account for identity in platform.teams.values()}
+    assert container_pod.spec.service_account_name in teams | {
+        platform.service_accounts["deployer"]
+    }
 
 
 def test_pipeline_service_accounts(pipeline_pods: dict[str, k8s.V1Pod], platform: PlatformConfig):
-    """Only deploy runs as the deployer (it may change serving); the rest as the trainer."""
+    """Only deploy runs as the deployer (it may change serving); the rest as the platform's
+    own team (the pipeline's DAG is at the top of dags/)."""
     accounts = {task_id: pod.spec.service_account_name for task_id, pod in pipeline_pods.items()}
     assert accounts.pop("deploy") == platform.service_accounts["deployer"]
-    assert set(accounts.values()) == {platform.service_accounts["training"]}
+    assert set(accounts.values()) == {platform.teams[PLATFORM_TEAM].service_account}
 
 
 @pytest.mark.usefixtures("container_task")

@@ -33,6 +33,7 @@ if "airflow" not in sys.modules:
 import pytest  # noqa: E402
 
 from infra.kind import kind_platform  # noqa: E402
+from ml_platform.model_specs import PLATFORM_TEAM  # noqa: E402
 from tests.e2e import preflight  # noqa: E402
 from tests.e2e.airflow_api import AirflowApi  # noqa: E402
 from tests.e2e.stack import Kind, Mlflow, Store  # noqa: E402
@@ -104,7 +105,11 @@ def airflow(kind: Kind) -> Iterator[AirflowApi]:
 
 @pytest.fixture(scope="session")
 def cluster_mlflow(kind: Kind) -> Iterator[Mlflow]:
-    credentials = kind.secret("training", kind.platform.mlflow_credentials_secret)
+    # The admin sees every team's runs and models (the pods get their team's login only).
+    credentials = {
+        "MLFLOW_TRACKING_USERNAME": kind.outputs["mlflow_admin_user"],
+        "MLFLOW_TRACKING_PASSWORD": kind.outputs["mlflow_admin_password"],
+    }
     saved = {key: os.environ.get(key) for key in [*credentials, "MLFLOW_TRACKING_URI"]}
     with kind.port_forward("mlflow") as forward:
         yield Mlflow(forward, credentials)
@@ -117,6 +122,7 @@ def cluster_mlflow(kind: Kind) -> Iterator[Mlflow]:
 
 @pytest.fixture(scope="session")
 def store(kind: Kind) -> Iterator[Store]:
-    credentials = kind.secret("training", kind.platform.storage["credentials_secret"])
+    # The platform team's key: the e2e data lands in its daily/ folder.
+    credentials = kind.secret("training", kind.platform.teams[PLATFORM_TEAM].storage_secret)
     with kind.port_forward("storage") as forward:
         yield Store(forward, credentials)

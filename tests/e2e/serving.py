@@ -164,11 +164,12 @@ def deploy_pod(
     from airflow.providers.cncf.kubernetes.utils.xcom_sidecar import PodDefaults
 
     from ml_platform import inspection
-    from ml_platform.policies import pod_mutation_hook
+    from ml_platform.policies import pod_mutation_hook, task_policy
 
     bag = DagBag(dag_folder=dags_folder)
     if DAG_ID not in bag.dags:
         raise AssertionError(f"{DAG_ID} not parsed: {bag.import_errors}")
+    task_policy(bag.dags[DAG_ID].get_task(DEPLOY_TASK))  # the team's identity, as on the cluster
     operator = inspection.concrete_operator(bag.dags[DAG_ID], DEPLOY_TASK)
     pod = inspection.build_pod(operator)
     pod_mutation_hook(pod)

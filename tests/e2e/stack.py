@@ -37,7 +37,7 @@ class Kind:
 
 
 class Mlflow:
-    """MLflow through a port-forward, as the admin whose credentials the pods get."""
+    """MLflow through a port-forward, as the admin (the pods get their team's login)."""
 
     def __init__(self, forward: PortForward, credentials: dict[str, str]) -> None:
         self.forward = forward

@@ -26,6 +26,7 @@ import kubernetes_validate  # noqa: E402
 import pytest  # noqa: E402
 
 from infra.kind import kind_platform  # noqa: E402
+from ml_platform.model_specs import PLATFORM_TEAM  # noqa: E402
 from tests.e2e.serving import (  # noqa: E402
     E2E_LABEL,
     POLLER_SCRIPT,
@@ -69,7 +70,9 @@ def test_the_failing_deploy_is_the_dags_deploy_pod_with_another_run(failing_depl
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["DEPLOYER_NAMESPACE"] == platform.namespaces["serving"]
     assert env["DEPLOYER_IMAGE"] == platform.images.ref("deployer")
-    assert env["DEPLOYER_ENV_SECRET"] == platform.mlflow_credentials_secret
+    identity = platform.teams[PLATFORM_TEAM]  # the e2e DAGs are the platform's own
+    assert env["DEPLOYER_ENV_SECRET"] == identity.serving_secret
+    assert env["DEPLOYER_SERVING_USER"] == identity.serving_user
     assert env["MLFLOW_TRACKING_URI"] == platform.mlflow_tracking_uri
     assert not any(name.startswith("AIRFLOW_") for name in env)
     assert spec["serviceAccountName"] == platform.service_accounts["deployer"]
@@ -80,7 +83,7 @@ def test_the_failing_deploy_is_the_dags_deploy_pod_with_another_run(failing_depl
     assert labels["ml-platform/image"] == "deployer"
     assert labels[E2E_LABEL] == "failing-deploy"
     secrets = {ref["secretRef"]["name"] for ref in container.get("envFrom", [])}
-    assert {platform.storage["credentials_secret"], platform.mlflow_credentials_secret} <= secrets
+    assert secrets == {identity.mlflow_secret}  # the deployer reads no data
 
 
 def test_the_failing_deploy_stays_off_the_gpu_pool(failing_deploy, platform):

@@ -31,8 +31,9 @@ from ml_platform.deployer_rules import dag_team, deployer_violations
 from ml_platform.pod_rules import pod_violations
 from ml_platform.policies import schedule_gpu_pod
 from ml_platform.pools import NoPoolError, check_schedulable
-from ml_platform.settings import CONFIG_ENV, PlatformConfig, platform_config
+from ml_platform.settings import CONFIG_ENV, RUNTIME_ENV, PlatformConfig, platform_config
 from ml_platform.source_lines import dag_line, parse_file, task_line
+from ml_platform.team_identities import task_identity_violations
 from ml_platform.violations import Finding, Violation
 
 _TRACEBACK_LINE = re.compile(r'File "(?P<path>[^"]+)", line (?P<line>\d+)')
@@ -81,8 +82,9 @@ def _environment(**values: str) -> Iterator[None]:
 
 @contextmanager
 def platform_document(document: dict[str, Any]) -> Iterator[PlatformConfig]:
-    """ML_PLATFORM_CONFIG set to one stack's document while DAG files are parsed."""
-    with _environment(**{CONFIG_ENV: json.dumps(document)}):
+    """ML_PLATFORM_CONFIG set to one stack's document while DAG files are parsed, as that
+    stack's cluster parses them (not the local runtime, which uses no team identities)."""
+    with _environment(**{CONFIG_ENV: json.dumps(document), RUNTIME_ENV: "kubernetes"}):
         yield platform_config()
 
 
@@ -170,6 +172,8 @@ def _pod_findings(
             config=config,
         )
         findings += [v.at(shown, line) for v in deployer]
+        identity = task_identity_violations(task, config, dag_team(dag.fileloc), where=where)
+        findings += [v.at(shown, line) for v in identity]
         try:
             schedule_gpu_pod(pod, config)  # what pod_mutation_hook does on that stack
             check_schedulable(pod, config)

@@ -14,6 +14,7 @@ Without infra/, the local default (platform.kind.json, which mirrors `kind`) sta
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from functools import cache
@@ -25,6 +26,8 @@ import yaml
 from ml_platform.settings import DEFAULT_CONFIG_FILE, parse_config
 
 INFRA_DIR = Path(__file__).resolve().parents[3] / "infra"
+# Where the stack files are, if not beside the program (a checkout under review elsewhere).
+STACKS_DIR_ENV = "ML_PLATFORM_STACKS_DIR"
 # Stand-ins for the per-organisation keys a committed stack file leaves out, used only by the
 # checks and only for a key the stack reports missing; `.invalid` (RFC 2606) names nothing.
 # A key without a namespace is the project's own (`<project>:images.registry`).
@@ -49,10 +52,16 @@ def _set_dotted(config: dict[str, Any], key: str, value: str) -> None:
     node[inner[-1]] = value
 
 
-@cache
 def _infra_stacks() -> tuple[dict[str, dict[str, Any]], dict[str, str], dict[str, list[str]]]:
     """(stack -> document, stack -> why it cannot be computed, stack -> keys given test
-    values) from infra's stack files."""
+    values) from infra's stack files (or those of ML_PLATFORM_STACKS_DIR)."""
+    return _stacks_in(Path(os.environ.get(STACKS_DIR_ENV) or INFRA_DIR))
+
+
+@cache
+def _stacks_in(
+    stacks_dir: Path,
+) -> tuple[dict[str, dict[str, Any]], dict[str, str], dict[str, list[str]]]:
     if str(INFRA_DIR) not in sys.path:
         sys.path.insert(0, str(INFRA_DIR))
     from ml_infra.config import PROJECT, StackConfigError, parse_stack_config
@@ -62,7 +71,7 @@ def _infra_stacks() -> tuple[dict[str, dict[str, Any]], dict[str, str], dict[str
     unchecked: dict[str, str] = {}
     test_valued: dict[str, list[str]] = {}
     test_values = {(k if ":" in k else f"{PROJECT}:{k}"): v for k, v in ORG_TEST_VALUES.items()}
-    for path in sorted(INFRA_DIR.glob("Pulumi.*.yaml")):
+    for path in sorted(stacks_dir.glob("Pulumi.*.yaml")):
         stack = path.name.split(".")[1]
         raw = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
         filled: list[str] = []

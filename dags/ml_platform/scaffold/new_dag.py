@@ -196,6 +196,33 @@ def add_code_owners(root: Path, scaffold: Scaffold) -> list[str]:
     return added
 
 
+# infra/Pulumi.<stack>.yaml: the teams with identities on each stack (a flow list, one line).
+_TEAMS_LINE = re.compile(
+    r"^(?P<indent>\s*)ml-platform:teams:\s*\[(?P<teams>[^\]]*)\](?P<rest>.*)$", re.M
+)
+
+
+def stacks_with_team(root: Path, team: str) -> dict[Path, str]:
+    """Onboarding a new team: each stack file of the repo that lacks `team` in
+    `ml-platform:teams`, with its new text (the platform team reviews that part of the pull
+    request; `pulumi up` then creates the team's service account, MLflow logins and storage
+    key). Raises before anything is written when a file has no such line."""
+    edits = {}
+    for path in sorted((root / "infra").glob("Pulumi.*.yaml")):
+        text = path.read_text()
+        match = _TEAMS_LINE.search(text)
+        if match is None:
+            raise ScaffoldError(
+                f"{path.relative_to(root)}: no one-line `ml-platform:teams: [...]` to add team "
+                f"{team!r} to; add it there by hand"
+            )
+        teams = [t.strip() for t in match["teams"].split(",") if t.strip()]
+        if team not in teams:
+            line = f"{match['indent']}ml-platform:teams: [{', '.join([*teams, team])}]"
+            edits[path] = text[: match.start()] + line + match["rest"] + text[match.end() :]
+    return edits
+
+
 def trainer_example_call(scaffold: Scaffold, root: Path, day: date) -> str:
     """The team image's train step by hand, as the DAG's train task runs it locally."""
     data = (root / ".local" / "datasets" / "teams" / scaffold.team / scaffold.model).resolve()
@@ -212,6 +239,7 @@ def scaffold_dag(root: Path, team: str, name: str, trainer: bool, today: date) -
     """Write the files; return the lines `make new-dag` prints."""
     scaffold = plan(root, team, name, trainer)
     files = render(scaffold, today)
+    stack_edits = stacks_with_team(root, team)
     for path, content in files.items():
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).write_text(content)
@@ -227,6 +255,10 @@ def scaffold_dag(root: Path, team: str, name: str, trainer: bool, today: date) -
     lines += [f"  {str(path):{column}}  {notes[path]}" for path in files]
     owners = add_code_owners(root, scaffold)
     lines += [f"  {'.github/CODEOWNERS':{column}}  + {line}" for line in owners]
+    for stack_file, text in stack_edits.items():
+        stack_file.write_text(text)
+        shown = stack_file.relative_to(root)
+        lines.append(f"  {str(shown):{column}}  + team {team} in ml-platform:teams (identities)")
     steps = {
         f"make run-dag DAG={scaffold.dag_id}": "run it locally: MLflow, today's data, Airflow",
         "make check-dags": "the checks your pull request must pass",

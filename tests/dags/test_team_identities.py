@@ -1,0 +1,174 @@
+"""Each team's pods run as the team: task_policy gives them the team's account and Secrets,
+and refuses (MLP207) a task that names another team's; pod_mutation_hook refuses a finished
+pod that references another team's Secrets, however it was built."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+from airflow.exceptions import AirflowClusterPolicyViolation
+from kubernetes.client import models as k8s
+
+from ml_platform.deployer_rules import dag_team
+from ml_platform.policies import pod_mutation_hook, task_policy
+from ml_platform.settings import PlatformConfig
+from ml_platform.team_identities import pod_secret_names
+
+IMAGE = "localhost/ml-platform/trainer:dev"
+
+
+def _env(pod: k8s.V1Pod) -> dict[str, str]:
+    return {e.name: e.value for e in pod.spec.containers[0].env or []}
+
+
+def test_every_pod_runs_with_its_dags_team_identity(
+    container_task: tuple[str, str], container_pod: k8s.V1Pod, platform: PlatformConfig
+):
+    from tests.dags.conftest import _dag
+
+    team = dag_team(_dag(container_task[0]).fileloc)
+    identity = platform.teams[team]
+    secrets = pod_secret_names(container_pod)
+    if container_pod.spec.service_account_name == platform.service_accounts["deployer"]:
+        assert secrets == {identity.mlflow_secret}
+        env = _env(container_pod)
+        assert env["DEPLOYER_ENV_SECRET"] == identity.serving_secret
+        assert env["DEPLOYER_SERVING_USER"] == identity.serving_user
+    else:
+        assert container_pod.spec.service_account_name == identity.service_account
+        assert secrets == set(identity.secrets)
+
+
+def test_the_examples_team_runs_as_itself(dagbag: DagBag, platform: PlatformConfig):
+    from tests.dags.conftest import build_pod
+
+    examples = [d for d in dagbag.dags.values() if dag_team(d.fileloc) == "examples"]
+    assert examples
+    pod = build_pod(examples[0].dag_id, "train")
+    assert pod.spec.service_account_name == "team-examples"
+    assert pod_secret_names(pod) == {"team-examples-mlflow", "team-examples-storage"}
+
+
+def _team_dag(tmp_path: Path, team: str, body: str) -> tuple[DagBag, Path]:
+    path = tmp_path / "dags" / "teams" / team / "steal.py"
+    path.parent.mkdir(parents=True)
+    path.write_text(
+        textwrap.dedent(
+            """\
+            from datetime import datetime
+
+            from airflow.sdk import DAG
+
+            from ml_platform.container import container_task
+
+            with DAG("steal", schedule=None, start_date=datetime(2026, 1, 1)):
+            """
+        )
+        + textwrap.indent(textwrap.dedent(body), "    ")
+    )
+    bag = DagBag(dag_folder=str(path), safe_mode=False)
+    assert not bag.import_errors, bag.import_errors
+    return bag, path
+
+
+def _refusal(task) -> str:
+    with pytest.raises(AirflowClusterPolicyViolation) as raised:
+        task_policy(task)
+    return str(raised.value)
+
+
+def test_another_teams_secret_is_refused_at_its_line(tmp_path: Path):
+    bag, path = _team_dag(
+        tmp_path,
+        "examples",
+        """\
+        container_task("t", image="trainer", arguments=["x"], secrets=["team-ml-platform-storage"])
+        """,
+    )
+    message = _refusal(bag.dags["steal"].get_task("t"))
+    assert message.startswith(f"{path}:8: MLP207 task 't' references 'team-ml-platform-storage', ")
+    assert "team 'ml-platform''s credentials" in message
+
+
+def test_another_teams_account_is_refused(tmp_path: Path):
+    bag, _ = _team_dag(
+        tmp_path,
+        "examples",
+        """\
+        account = "team-ml-platform"
+        container_task("t", image="trainer", arguments=["x"], service_account_name=account)
+        """,
+    )
+    message = _refusal(bag.dags["steal"].get_task("t"))
+    assert "runs as service account 'team-ml-platform' (team 'ml-platform''s account)" in message
+
+
+def test_a_team_without_identities_is_refused_on_a_cluster_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    bag, _ = _team_dag(
+        tmp_path, "newteam", 'container_task("t", image="trainer", arguments=["x"])\n'
+    )
+    task = bag.dags["steal"].get_task("t")
+    message = _refusal(task)
+    assert "team 'newteam' has no identities on stack 'kind'" in message
+    assert "adds 'newteam' to ml-platform:teams in infra/Pulumi.kind.yaml" in message
+    monkeypatch.setenv("ML_PLATFORM_RUNTIME", "local")  # no identities are used there
+    task_policy(task)
+
+
+def test_the_team_identity_is_given_to_a_mapped_task(tmp_path: Path):
+    bag, _ = _team_dag(
+        tmp_path,
+        "examples",
+        """\
+        from ml_platform.container import mapped_container_task
+        mapped_container_task("m", image="trainer", arguments=[["a"], ["b"]])
+        """,
+    )
+    task = bag.dags["steal"].get_task("m")
+    task_policy(task)
+    assert task.partial_kwargs["service_account_name"] == "team-examples"
+    assert {s.secret for s in task.partial_kwargs["secrets"]} == {
+        "team-examples-mlflow",
+        "team-examples-storage",
+    }
+
+
+def _pod(account: str, secret: str, env: dict[str, str] | None = None) -> k8s.V1Pod:
+    container = k8s.V1Container(
+        name="base",
+        image=IMAGE,
+        env=[k8s.V1EnvVar(name=k, value=v) for k, v in (env or {}).items()] or None,
+        env_from=[k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=secret))],
+    )
+    return k8s.V1Pod(
+        metadata=k8s.V1ObjectMeta(name="p-1", namespace="ml-training"),
+        spec=k8s.V1PodSpec(containers=[container], service_account_name=account),
+    )
+
+
+def test_the_hook_refuses_a_pod_with_another_teams_secret():
+    with pytest.raises(AirflowClusterPolicyViolation) as raised:
+        pod_mutation_hook(_pod("team-examples", "team-ml-platform-storage"))
+    assert "MLP207 pod 'p-1' runs as 'team-examples' but references" in str(raised.value)
+    pod_mutation_hook(_pod("team-examples", "team-examples-storage"))
+    # A secret mounted as a volume counts too.
+    pod = _pod("team-examples", "team-examples-mlflow")
+    pod.spec.volumes = [
+        k8s.V1Volume(
+            name="s", secret=k8s.V1SecretVolumeSource(secret_name="team-ml-platform-mlflow")
+        )
+    ]
+    with pytest.raises(AirflowClusterPolicyViolation):
+        pod_mutation_hook(pod)
+
+
+def test_the_deployer_pod_may_hold_only_its_teams_login():
+    team = {"DEPLOYER_TEAM": "examples"}
+    pod_mutation_hook(_pod("ml-deployer", "team-examples-mlflow", team))
+    with pytest.raises(AirflowClusterPolicyViolation):
+        pod_mutation_hook(_pod("ml-deployer", "team-ml-platform-mlflow", team))
