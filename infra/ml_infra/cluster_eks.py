@@ -295,6 +295,8 @@ def declare_eks_cluster(
             "subnet_ids": [s.id for s in network.private_subnets + network.public_subnets],
             "endpoint_private_access": True,
             "endpoint_public_access": True,
+            # Only the organisation's ranges reach the public endpoint; nodes use the private.
+            "public_access_cidrs": list(config.aws.api_allowed_cidrs),
         },
         access_config={
             "authentication_mode": "API",

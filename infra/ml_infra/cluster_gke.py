@@ -117,6 +117,13 @@ def declare_gke_cluster(
         datapath_provider="ADVANCED_DATAPATH",
         release_channel={"channel": config.gcp.release_channel},
         private_cluster_config={"enable_private_nodes": True, "enable_private_endpoint": False},
+        # Only the organisation's ranges reach the public endpoint (nodes use the private one).
+        master_authorized_networks_config={
+            "cidr_blocks": [
+                {"cidr_block": cidr, "display_name": f"allowed-{index}"}
+                for index, cidr in enumerate(config.gcp.api_allowed_cidrs)
+            ]
+        },
         # Node pools are declared one by one below; GKE insists on a first pool, so it goes.
         remove_default_node_pool=True,
         initial_node_count=1,

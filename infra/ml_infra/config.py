@@ -152,6 +152,8 @@ class AwsCluster:
     kubernetes_version: str
     vpc_cidr: str
     availability_zones: tuple[str, ...]
+    # Who may reach the cluster's public API endpoint (an organisation's own ranges).
+    api_allowed_cidrs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,7 @@ class GcpCluster:
     subnet_cidr: str
     pods_cidr: str
     services_cidr: str
+    api_allowed_cidrs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -243,6 +246,28 @@ def _check_cidr(value: str, key: str) -> str:
     except ValueError:
         raise StackConfigError(f"{key}: {value!r} is not a CIDR block") from None
     return value
+
+
+def _api_allowed_cidrs(section: Section) -> tuple[str, ...]:
+    """The ranges allowed to the public Kubernetes API endpoint: required, never everyone."""
+    key = section.key("api_allowed_cidrs")
+    cidrs = section.list("api_allowed_cidrs")
+    if not cidrs:
+        raise StackConfigError(
+            f"{key}: list the ranges that may reach the Kubernetes API (office, VPN, CI): "
+            f"pulumi config set --path '{key.partition(':')[2]}[0]' <cidr>"
+        )
+    for index, cidr in enumerate(cidrs):
+        where = f"{key}[{index}]"
+        if not isinstance(cidr, str):
+            raise StackConfigError(f"{where}: expected a CIDR block, got {cidr!r}")
+        network = ipaddress.ip_network(_check_cidr(cidr, where), strict=False)
+        if network.prefixlen == 0:
+            raise StackConfigError(
+                f"{where}: {cidr!r} opens the Kubernetes API to the whole internet; list your "
+                "own ranges"
+            )
+    return tuple(cidrs)
 
 
 def _check_quantity(value: str, key: str) -> str:
@@ -605,6 +630,7 @@ def _aws(root: Section) -> AwsCluster:
         kubernetes_version=aws.str("kubernetes_version"),
         vpc_cidr=_check_cidr(aws.str("vpc_cidr"), aws.key("vpc_cidr")),
         availability_zones=zones,
+        api_allowed_cidrs=_api_allowed_cidrs(aws),
     )
     aws.done()
     return result
@@ -634,6 +660,7 @@ def _gcp(root: Section, project: str | None) -> GcpCluster:
         subnet_cidr=_check_cidr(gcp.str("subnet_cidr"), gcp.key("subnet_cidr")),
         pods_cidr=_check_cidr(gcp.str("pods_cidr"), gcp.key("pods_cidr")),
         services_cidr=_check_cidr(gcp.str("services_cidr"), gcp.key("services_cidr")),
+        api_allowed_cidrs=_api_allowed_cidrs(gcp),
     )
     gcp.done()
     return result

@@ -77,8 +77,13 @@ def test_missing_organisation_settings_get_marked_test_values() -> None:
         "ml-platform:images.registry",
         "ml-platform:airflow.dags.repo_url",
         "gcp:project",
+        "ml-platform:gcp.api_allowed_cidrs",
     ]
-    assert filled["prod"] == ["ml-platform:images.registry", "ml-platform:airflow.dags.repo_url"]
+    assert filled["prod"] == [
+        "ml-platform:images.registry",
+        "ml-platform:airflow.dags.repo_url",
+        "ml-platform:aws.api_allowed_cidrs",
+    ]
     assert "kind" not in filled
     prod = stack_documents()["prod"]
     assert prod["images"]["registry"] == stacks.ORG_TEST_VALUES["images.registry"]
@@ -94,6 +99,7 @@ def test_a_stack_file_with_its_organisation_settings_is_checked(
     prod = yaml.safe_load((stacks.INFRA_DIR / "Pulumi.prod.yaml").read_text())
     prod["config"]["ml-platform:images"]["registry"] = "registry.internal.test/ml"
     prod["config"]["ml-platform:airflow"]["dags"]["repo_url"] = "https://git.internal.test/ml.git"
+    prod["config"]["ml-platform:aws"]["api_allowed_cidrs"] = ["10.20.0.0/16"]
     (infra / "Pulumi.prod.yaml").write_text(yaml.safe_dump(prod))
     monkeypatch.setattr(stacks, "INFRA_DIR", infra)
     stacks._stacks_in.cache_clear()

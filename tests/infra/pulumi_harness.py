@@ -33,10 +33,12 @@ SITE_SETTINGS = {
         "gcp:project": "ml-platform-tests",
         "ml-platform:images.registry": "europe-west4-docker.pkg.dev/ml-platform-tests/ml",
         "ml-platform:airflow.dags.repo_url": "https://git.example.test/ml-platform.git",
+        "ml-platform:gcp.api_allowed_cidrs": ["198.51.100.0/24"],
     },
     "prod": {
         "ml-platform:images.registry": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/ml",
         "ml-platform:airflow.dags.repo_url": "https://git.example.test/ml-platform.git",
+        "ml-platform:aws.api_allowed_cidrs": ["198.51.100.0/24", "203.0.113.7/32"],
     },
 }
 

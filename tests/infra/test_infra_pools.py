@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from pulumi_harness import declared, stack_values, unwrap
+import json
+
+import pytest
+from pulumi_harness import declared, run_program_expecting_error, stack_values, unwrap
 
 from ml_infra import charts
+from ml_infra.config_reader import StackConfigError
 from ml_infra.conventions import FAKE_GPU_POOL_LABEL
 from ml_platform import policies
 from ml_platform.container import container_task
@@ -192,3 +196,26 @@ def test_work_pinned_to_a_production_gpu_type_lands_on_kinds_gpu_node():
         pod.spec.tolerations = []
         policies.schedule_gpu_pod(pod, config)
         assert _lands_on(pod, gpu_node), gpu_type
+
+
+def test_only_the_allowed_ranges_reach_the_public_api_endpoints():
+    """EKS and GKE keep a public endpoint (for `pulumi up` and kubectl) limited to the stack's
+    api_allowed_cidrs; the nodes use the private one."""
+    eks = declared("prod").of_type("eks/cluster:Cluster")[0].inputs["vpcConfig"]
+    assert eks["endpointPrivateAccess"] is True
+    assert eks["publicAccessCidrs"] == ["198.51.100.0/24", "203.0.113.7/32"]
+    gke = declared("dev").of_type("container/cluster:Cluster")[0].inputs
+    assert gke["masterAuthorizedNetworksConfig"]["cidrBlocks"] == [
+        {"cidrBlock": "198.51.100.0/24", "displayName": "allowed-0"}
+    ]
+
+
+@pytest.mark.parametrize(("stack", "key"), [("prod", "aws"), ("dev", "gcp")])
+def test_the_allowed_ranges_are_required_on_the_cloud(stack: str, key: str):
+    values = stack_values(stack)
+    del values[f"ml-platform:{key}"]["api_allowed_cidrs"]
+    config = {k: json.dumps(v) if isinstance(v, dict | list) else str(v) for k, v in values.items()}
+    error, count = run_program_expecting_error(stack, config)
+    assert isinstance(error, StackConfigError)
+    assert str(error) == f"ml-platform:{key}.api_allowed_cidrs: required key is missing"
+    assert count == 0

@@ -52,6 +52,24 @@ def _teams(teams: Any) -> Edit:
 
 # (stack, edit, the key the message must name, what it must say)
 BAD_CONFIGS = {
+    "the Kubernetes API open to everyone": (
+        "prod",
+        _set("aws.api_allowed_cidrs", ["10.0.0.0/8", "0.0.0.0/0"]),
+        "ml-platform:aws.api_allowed_cidrs[1]",
+        "opens the Kubernetes API to the whole internet",
+    ),
+    "no range may reach the Kubernetes API": (
+        "dev",
+        _set("gcp.api_allowed_cidrs", []),
+        "ml-platform:gcp.api_allowed_cidrs",
+        "list the ranges that may reach the Kubernetes API",
+    ),
+    "an allowed range that is no CIDR": (
+        "dev",
+        _set("gcp.api_allowed_cidrs", ["office"]),
+        "ml-platform:gcp.api_allowed_cidrs[0]",
+        "is not a CIDR block",
+    ),
     "a team listed twice": (
         "kind",
         _teams(["examples", "fraud", "examples"]),

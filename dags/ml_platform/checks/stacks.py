@@ -31,15 +31,18 @@ STACKS_DIR_ENV = "ML_PLATFORM_STACKS_DIR"
 # Stand-ins for the per-organisation keys a committed stack file leaves out, used only by the
 # checks and only for a key the stack reports missing; `.invalid` (RFC 2606) names nothing.
 # A key without a namespace is the project's own (`<project>:images.registry`).
-ORG_TEST_VALUES: dict[str, str] = {
+ORG_TEST_VALUES: dict[str, Any] = {
     "images.registry": "registry.check-dags.invalid/test-org",
     "airflow.dags.repo_url": "https://git.check-dags.invalid/test-org/ml-platform.git",
     "gcp:project": "check-dags-test-org",
+    # TEST-NET-3 (RFC 5737): documentation addresses, nobody's network.
+    "aws.api_allowed_cidrs": ["203.0.113.0/24"],
+    "gcp.api_allowed_cidrs": ["203.0.113.0/24"],
 }
 _MISSING = re.compile(r"^(?P<key>\S+): required key is missing")
 
 
-def _set_dotted(config: dict[str, Any], key: str, value: str) -> None:
+def _set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
     """config (the stack file's `config:` mapping) with `project:a.b` set as --path would."""
     namespace, _, path = key.partition(":")
     top, *inner = path.split(".")
