@@ -2,7 +2,8 @@
 
 - every pod: DNS;
 - training pods: MLflow, object storage, and the model server (the deployer's smoke test);
-- the deployer's pods: the Kubernetes API (to roll out the model server);
+- the deployer's pods: the Kubernetes API (to roll out the model server), at its addresses
+  where the cloud says them;
 - model servers: MLflow (they load the model through it), and ingress on their port;
 - airflow: its components talk among themselves (API server, scheduler, DAG processor,
   triggerer, workers, Redis, StatsD), reach the metadata database, the log bucket, the
@@ -49,6 +50,19 @@ def _storage_egress(config: StackConfig) -> dict:
         return {"to": [_namespace(config.namespaces["storage"])], "ports": _tcp(SEAWEEDFS_S3_PORT)}
     # S3 / GCS are reached over HTTPS at public addresses.
     return {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": _tcp(443)}
+
+
+def _kube_api_egress(config: StackConfig) -> dict:
+    """The Kubernetes API server, as a pod reaches it (policies see the address behind the
+    `kubernetes` Service): on EKS its endpoint ENIs sit in the VPC's subnets, on GKE (private
+    nodes, Private Service Connect) its private endpoint in the cluster's subnet. kind's API
+    server is a Docker container on a network the program does not know: port only there."""
+    ports = _tcp(*KUBE_API_PORTS)
+    if config.cloud == "aws" and config.aws:
+        return {"to": [{"ipBlock": {"cidr": config.aws.vpc_cidr}}], "ports": ports}
+    if config.cloud == "gcp" and config.gcp:
+        return {"to": [{"ipBlock": {"cidr": config.gcp.subnet_cidr}}], "ports": ports}
+    return {"ports": ports}
 
 
 def _database_egress(config: StackConfig) -> dict:
@@ -150,7 +164,7 @@ def policy_specs(config: StackConfig) -> dict[tuple[str, str], dict]:
         ("training", "allow-deployer-kube-api"): {
             "podSelector": {"matchLabels": {IMAGE_LABEL: "deployer"}},
             "policyTypes": ["Egress"],
-            "egress": [{"ports": _tcp(*KUBE_API_PORTS)}],
+            "egress": [_kube_api_egress(config)],
         },
         ("serving", "default-deny"): {
             "podSelector": all_pods,

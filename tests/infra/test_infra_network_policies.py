@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from pulumi_harness import STACKS, declared
+from pulumi_harness import STACKS, declared, stack_values
 
 
 def _policies(stack: str) -> dict[tuple[str, str], dict]:
@@ -41,6 +41,19 @@ def test_only_the_deployer_reaches_the_kubernetes_api(stack: str):
     spec = _policies(stack)["ml-training", "allow-deployer-kube-api"]
     assert spec["podSelector"] == {"matchLabels": {"ml-platform/image": "deployer"}}
     assert _egress_ports(spec) == {443, 6443}
+    # On a cloud, only where the API server's endpoints are: the VPC (EKS ENIs), the
+    # cluster's subnet (GKE's private endpoint); kind's API server address is not known.
+    (rule,) = spec["egress"]
+    values = stack_values(stack)
+    expected = {
+        "kind": None,
+        "dev": values["ml-platform:gcp"]["subnet_cidr"] if stack == "dev" else None,
+        "prod": values["ml-platform:aws"]["vpc_cidr"] if stack == "prod" else None,
+    }[stack]
+    if expected is None:
+        assert "to" not in rule
+    else:
+        assert rule["to"] == [{"ipBlock": {"cidr": expected}}]
 
 
 @pytest.mark.parametrize("stack", STACKS)
