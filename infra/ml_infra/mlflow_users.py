@@ -14,7 +14,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from ml_infra.config import StackConfig
-from ml_infra.endpoints import MLFLOW_RELEASE, service_host
+from ml_infra.endpoints import mlflow_url
 from ml_infra.generated_secrets import GeneratedSecrets
 from ml_infra.kube import k8s_opts, metadata
 from ml_infra.platform_secrets import MLFLOW_USERS_KEY, MLFLOW_USERS_SECRET
@@ -48,7 +48,6 @@ def declare_mlflow_users(
     checksum = pulumi.Output.all(*generated.mlflow_user_passwords.values()).apply(
         lambda passwords: _checksum(script, list(passwords))
     )
-    tracking_uri = f"http://{service_host(MLFLOW_RELEASE, ns)}:{config.mlflow.port}"
     users_file = f"/users/{MLFLOW_USERS_KEY}"
     return k8s.batch.v1.Job(
         JOB_NAME,
@@ -75,7 +74,7 @@ def declare_mlflow_users(
                             "image": IMAGE,
                             "command": ["python", f"/scripts/{SCRIPT_KEY}"],
                             "env": [
-                                {"name": "MLFLOW_TRACKING_URI", "value": tracking_uri},
+                                {"name": "MLFLOW_TRACKING_URI", "value": mlflow_url(config)},
                                 {"name": "MLFLOW_USERS_FILE", "value": users_file},
                                 {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
                             ],
