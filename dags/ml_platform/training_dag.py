@@ -36,7 +36,7 @@ from ml_platform.deployer_rules import TEAM_ENV as DEPLOYER_TEAM_ENV
 from ml_platform.local.partitions import register_demo_source
 from ml_platform.model_specs import model_dataset_prefix, team_image, team_of
 from ml_platform.sensors import wait_for_partition
-from ml_platform.settings import PlatformConfig, platform_config
+from ml_platform.settings import PlatformConfig, platform_config, runtime
 from ml_platform.sweep import (
     SweepParamError,
     build_combinations,
@@ -367,7 +367,8 @@ def _deployer_env(config: PlatformConfig, team: str) -> dict[str, str]:
     }
     # The model server loads the model from MLflow, which has auth on in clusters, with the
     # team's read-only serving login; the deployer grants it READ on the model it serves.
-    identity = config.team_identity(team)
+    # (The local runtime's MLflow has no auth: nothing to grant there.)
+    identity = config.team_identity(team) if runtime() == "kubernetes" else None
     if identity is not None:
         env["DEPLOYER_ENV_SECRET"] = identity.serving_secret
         env[SERVING_USER_ENV] = identity.serving_user
