@@ -1,9 +1,10 @@
 """GPU types through `make check-dags`: a DAG pinned to the production GPU type passes on
 kind, dev and prod; MLP301 lists the pools on offer and asks for the change that would help.
 
-dev and prod lack what each organisation sets itself (registry, DAG repository, GCP project):
-their documents are computed by the infra program's own code from the committed stack files
-with the clearly-marked test values below, and handed to the command line with --config.
+dev and prod lack what each organisation sets itself (registry, DAG repository, GCP project,
+the API's allowed ranges): their documents are computed by the infra program's own code from
+the committed stack files with the clearly-marked test values below, and handed to the
+command line with --config.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ TEST_ONLY_SITE_SETTINGS = {
     "gcp:project": "test-only-project",
     "images.registry": "registry.test-only.invalid/ml-platform",
     "airflow.dags.repo_url": "https://git.test-only.invalid/ml-platform.git",
+    "api_allowed_cidrs": ["203.0.113.0/24"],  # TEST-NET-3: documentation addresses
 }
 
 
@@ -41,7 +43,9 @@ def stack_document(stack: str) -> dict[str, Any]:
         ours["images"].setdefault("registry", TEST_ONLY_SITE_SETTINGS["images.registry"])
         dags = ours["airflow"]["dags"]
         dags.setdefault("repo_url", TEST_ONLY_SITE_SETTINGS["airflow.dags.repo_url"])
-        if ours["cloud"] == "gcp":
+        cloud = ours["cloud"]
+        ours[cloud].setdefault("api_allowed_cidrs", TEST_ONLY_SITE_SETTINGS["api_allowed_cidrs"])
+        if cloud == "gcp":
             others.setdefault("gcp:project", TEST_ONLY_SITE_SETTINGS["gcp:project"])
     return platform_document(parse_stack_config(stack, ours, others))
 
