@@ -150,6 +150,37 @@ def pod_violations(
     return [v for v in found if codes is None or v.code in codes]
 
 
+def task_argument(task: Any, name: str) -> Any:
+    """A KubernetesPodOperator's argument: a mapped task's partial() keyword, else the
+    operator's attribute."""
+    kwargs = getattr(task, "partial_kwargs", None)
+    return kwargs.get(name) if kwargs is not None else getattr(task, name, None)
+
+
+def set_task_argument(task: Any, name: str, value: Any) -> None:
+    """Change a KubernetesPodOperator's argument (task_policy, before the pod is built)."""
+    kwargs = getattr(task, "partial_kwargs", None)
+    if kwargs is not None:
+        kwargs[name] = value
+    else:
+        setattr(task, name, value)
+
+
+def _secret_refs(
+    secrets: list[Any],
+) -> tuple[list[k8s.V1EnvVar], list[k8s.V1EnvFromSource], list[k8s.V1Volume]]:
+    """What the operator's `secrets` (airflow Secret objects) add to its pod."""
+    env, env_from, volumes = [], [], []
+    for secret in secrets:
+        if secret.deploy_type == "volume":
+            volumes.append(secret.to_volume_secret()[0])
+        elif secret.key is not None:
+            env.append(secret.to_env_secret())
+        else:
+            env_from.append(secret.to_env_from_secret())
+    return env, env_from, volumes
+
+
 def operator_pod(task: Any) -> k8s.V1Pod:
     """The parts of a KubernetesPodOperator's pod its arguments decide, without building it.
 
@@ -157,16 +188,18 @@ def operator_pod(task: Any) -> k8s.V1Pod:
     ask the Kubernetes connection for the sidecar image on every parse. A mapped task's
     arguments are its partial() keywords; what it expands is only known at run time.
     """
-    kwargs = getattr(task, "partial_kwargs", None)
 
     def get(name: str) -> Any:
-        return kwargs.get(name) if kwargs is not None else getattr(task, name, None)
+        return task_argument(task, name)
 
+    secret_env, secret_env_from, secret_volumes = _secret_refs(list(get("secrets") or []))
+    env = convert_env_vars(get("env_vars")) if get("env_vars") else []
     base = k8s.V1Container(
         name=get("base_container_name") or "base",
         image=get("image"),
         command=get("cmds") or None,
-        env=convert_env_vars(get("env_vars")) if get("env_vars") else None,
+        env=[*env, *secret_env] or None,
+        env_from=[*(get("env_from") or []), *secret_env_from] or None,
         resources=get("container_resources"),
         security_context=get("container_security_context"),
     )
@@ -177,14 +210,16 @@ def operator_pod(task: Any) -> k8s.V1Pod:
         containers=containers,
         service_account_name=get("service_account_name"),
         init_containers=get("init_containers") or None,
-        volumes=get("volumes") or None,
+        volumes=[*(get("volumes") or []), *secret_volumes] or None,
         host_network=bool(get("hostnetwork")),
         # Where the pod may run, for the capacity of a GPU sweep (policies.task_policy).
         tolerations=[convert_toleration(t) for t in get("tolerations") or []] or None,
         affinity=convert_affinity(get("affinity")) if get("affinity") else None,
         node_selector=get("node_selector") or None,
     )
-    metadata = k8s.V1ObjectMeta(name=task.task_id, labels=dict(get("labels") or {}))
+    metadata = k8s.V1ObjectMeta(
+        name=task.task_id, namespace=get("namespace"), labels=dict(get("labels") or {})
+    )
     full_pod_spec = get("full_pod_spec")
     if full_pod_spec is not None and full_pod_spec.spec is not None:
         extra = full_pod_spec.spec

@@ -176,7 +176,7 @@ def _is_pod_operator(task: Any) -> bool:
 def task_policy(task: Any) -> None:
     """Airflow calls this for every task it parses: check a KubernetesPodOperator's pod."""
     from ml_platform.deployer_rules import dag_team, deployer_violations
-    from ml_platform.team_identities import assign_team_identity, task_identity_violations
+    from ml_platform.team_identities import assign_team_identity, identity_violations
 
     if not _is_pod_operator(task):
         return
@@ -195,9 +195,7 @@ def task_policy(task: Any) -> None:
         where=f"task {task.task_id!r}",
         config=platform_config(),
     )
-    violations += task_identity_violations(
-        task, platform_config(), team, where=f"task {task.task_id!r}"
-    )
+    violations += identity_violations(pod, platform_config(), f"task {task.task_id!r}", team=team)
     if violations:
         _refuse(violations, *locate_task(task.dag.fileloc, task.dag.dag_id, task.task_id))
     assign_team_identity(task, platform_config(), team)
@@ -249,11 +247,9 @@ def _deployer_label_violations(pod: k8s.V1Pod, where: str) -> list[Violation]:
 
 
 def _identity_violations(pod: k8s.V1Pod, where: str) -> list[Violation]:
-    from ml_platform.team_identities import pod_identity_violations
+    from ml_platform.team_identities import identity_violations
 
-    if not pod.spec:
-        return []
-    return pod_identity_violations(pod, platform_config(), where)
+    return identity_violations(pod, platform_config(), where)
 
 
 def refuse_unsafe_pod(pod: k8s.V1Pod) -> None:

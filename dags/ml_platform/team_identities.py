@@ -17,6 +17,7 @@ from airflow.providers.cncf.kubernetes.secret import Secret
 from kubernetes.client import models as k8s
 
 from ml_platform.deployer_rules import TEAM_ENV
+from ml_platform.pod_rules import set_task_argument, task_argument
 from ml_platform.settings import PlatformConfig, TeamIdentity, runtime
 from ml_platform.violations import Violation
 
@@ -65,112 +66,70 @@ def pod_owner(pod: k8s.V1Pod, config: PlatformConfig) -> str | None:
     return None
 
 
-def foreign_secrets(pod: k8s.V1Pod, config: PlatformConfig) -> list[tuple[str, str]]:
-    """(secret, its team) for each Secret the pod references that another team owns."""
-    owner = pod_owner(pod, config)
-    owned_by = {name: t.team for t in config.teams.values() for name in t.secrets}
-    return sorted(
-        (name, owned_by[name])
-        for name in pod_secret_names(pod)
-        if name in owned_by and owned_by[name] != owner
-    )
+def _secret_owners(config: PlatformConfig) -> dict[str, str]:
+    return {name: t.team for t in config.teams.values() for name in t.secrets}
 
 
-def pod_identity_violations(pod: k8s.V1Pod, config: PlatformConfig, where: str) -> list[Violation]:
-    """MLP207 for a finished pod that references another team's Secrets."""
-    account = pod.spec.service_account_name
-    return [
-        Violation(
-            CODE,
-            f"{where} runs as {account!r} but references {secret!r}, team {team!r}'s credentials",
-            FIX,
-        )
-        for secret, team in foreign_secrets(pod, config)
-    ]
-
-
-def _get(task: Any, name: str) -> Any:
-    kwargs = getattr(task, "partial_kwargs", None)
-    return kwargs.get(name) if kwargs is not None else getattr(task, name, None)
-
-
-def _set(task: Any, name: str, value: Any) -> None:
-    kwargs = getattr(task, "partial_kwargs", None)
-    if kwargs is not None:
-        kwargs[name] = value
-    else:
-        setattr(task, name, value)
-
-
-def _runs_in_training(task: Any, config: PlatformConfig) -> bool:
+def _in_training(namespace: str | None, config: PlatformConfig) -> bool:
     # As pod_mutation_hook places it: no namespace, default and airflow mean training.
-    namespace = _get(task, "namespace")
     return namespace in (None, "", "default", config.namespaces["airflow"]) or (
         namespace == config.namespaces["training"]
     )
 
 
-def task_identity_violations(
-    task: Any, config: PlatformConfig, team: str, where: str
-) -> list[Violation]:
-    """MLP207 for a pod task of `team` that names another account or other teams' Secrets."""
-    if not config.teams or not _runs_in_training(task, config):
-        return []
-    identity = config.team_identity(team)
-    if identity is None and runtime() == "local":
-        return []  # no identities are used there; make check-dags still names each stack
-    if identity is None:
-        known = ", ".join(sorted(config.teams))
-        return [
-            Violation(
-                CODE,
-                f"{where}: team {team!r} has no identities on stack {config.environment!r} "
-                f"(teams there: {known})",
-                f"the platform team adds {team!r} to ml-platform:teams in "
-                f"infra/Pulumi.{config.environment}.yaml",
-            )
-        ]
-    found = []
-    account = _get(task, "service_account_name")
-    allowed = (
-        *UNSET_ACCOUNTS,
-        identity.service_account,
-        config.service_accounts["training"],
-        config.service_accounts["deployer"],  # MLP206 decides who may
+def _no_identity(team: str, config: PlatformConfig, where: str) -> Violation:
+    known = ", ".join(sorted(config.teams))
+    return Violation(
+        CODE,
+        f"{where}: team {team!r} has no identities on stack {config.environment!r} "
+        f"(teams there: {known})",
+        f"the platform team adds {team!r} to ml-platform:teams in "
+        f"infra/Pulumi.{config.environment}.yaml",
     )
-    if account not in allowed:
-        owner = config.team_owning_account(account)
-        whose = f"team {owner!r}'s account" if owner else "not the team's account"
-        found.append(Violation(CODE, f"{where} runs as service account {account!r} ({whose})", FIX))
-    owned_by = {name: t.team for t in config.teams.values() for name in t.secrets}
-    for secret in _task_secret_names(task):
-        if owned_by.get(secret, team) != team:
+
+
+def identity_violations(
+    pod: k8s.V1Pod, config: PlatformConfig, where: str, team: str | None = None
+) -> list[Violation]:
+    """MLP207 for a training-namespace pod that uses another team's account or Secrets.
+
+    With `team` (the DAG folder's: task_policy on the task's arguments, check-dags on its
+    built pod), the pod must also run as that team's account (or an unset one, which the
+    platform fills in) and the team must have identities on the stack. Without it
+    (pod_mutation_hook, which sees only the pod), the pod acts for the team whose account it
+    runs as, and references only that team's Secrets."""
+    namespace = pod.metadata.namespace if pod.metadata else None
+    if not config.teams or not pod.spec or not _in_training(namespace, config):
+        return []
+    found = []
+    account = pod.spec.service_account_name
+    if team is None:
+        owner, subject = pod_owner(pod, config), f"{where} runs as {account!r} but"
+    else:
+        identity = config.team_identity(team)
+        if identity is None:
+            # The local runtime uses no identities; make check-dags still names each stack.
+            return [] if runtime() == "local" else [_no_identity(team, config, where)]
+        allowed = (
+            *UNSET_ACCOUNTS,
+            identity.service_account,
+            config.service_accounts["training"],
+            config.service_accounts["deployer"],  # MLP206 decides who may
+        )
+        if account not in allowed:
+            other = config.team_owning_account(account)
+            whose = f"team {other!r}'s account" if other else "not the team's account"
             found.append(
-                Violation(
-                    CODE,
-                    f"{where} references {secret!r}, team {owned_by[secret]!r}'s credentials",
-                    FIX,
-                )
+                Violation(CODE, f"{where} runs as service account {account!r} ({whose})", FIX)
             )
+        owner, subject = team, where
+    owners = _secret_owners(config)
+    found += [
+        Violation(CODE, f"{subject} references {name!r}, team {owners[name]!r}'s credentials", FIX)
+        for name in sorted(pod_secret_names(pod))
+        if owners.get(name, owner) != owner
+    ]
     return found
-
-
-def _task_secret_names(task: Any) -> set[str]:
-    names = {s.secret for s in _as_list(_get(task, "secrets"))}
-    for source in _as_list(_get(task, "env_from")):
-        ref = getattr(source, "secret_ref", None)
-        if ref is not None:
-            names.add(ref.name)
-    for volume in _as_list(_get(task, "volumes")):
-        if getattr(volume, "secret", None) is not None:
-            names.add(volume.secret.secret_name)
-    env = _get(task, "env_vars")
-    if isinstance(env, list):
-        for var in env:
-            ref = var.value_from.secret_key_ref if getattr(var, "value_from", None) else None
-            if ref is not None:
-                names.add(ref.name)
-    return names
 
 
 def assign_team_identity(task: Any, config: PlatformConfig, team: str) -> TeamIdentity | None:
@@ -178,17 +137,14 @@ def assign_team_identity(task: Any, config: PlatformConfig, team: str) -> TeamId
     team's service account unless it runs as the deployer, the MLflow login, and the storage
     key unless it is the deployer (which reads no data). Returns the identity given."""
     identity = config.team_identity(team)
-    if identity is None or not _runs_in_training(task, config):
+    if identity is None or not _in_training(task_argument(task, "namespace"), config):
         return None
-    deployer = _get(task, "service_account_name") == config.service_accounts["deployer"]
+    deployer = task_argument(task, "service_account_name") == config.service_accounts["deployer"]
     if not deployer:
-        _set(task, "service_account_name", identity.service_account)
+        set_task_argument(task, "service_account_name", identity.service_account)
     wanted = [identity.mlflow_secret] if deployer else list(identity.secrets)
-    secrets = _as_list(_get(task, "secrets"))
+    secrets = list(task_argument(task, "secrets") or [])
     have = {s.secret for s in secrets}
-    _set(
-        task,
-        "secrets",
-        secrets + [Secret("env", None, name) for name in wanted if name not in have],
-    )
+    added = [Secret("env", None, name) for name in wanted if name not in have]
+    set_task_argument(task, "secrets", secrets + added)
     return identity

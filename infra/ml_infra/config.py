@@ -666,6 +666,11 @@ def _gcp(root: Section, project: str | None) -> GcpCluster:
     return result
 
 
+def team_service_account(team: str) -> str:
+    """The service account a team's pods run as (ml_infra.team_identities)."""
+    return f"team-{team}"
+
+
 def _teams(root: Section, service_accounts: dict[str, str]) -> tuple[str, ...]:
     key = root.key("teams")
     teams: list[str] = []
@@ -680,7 +685,7 @@ def _teams(root: Section, service_accounts: dict[str, str]) -> tuple[str, ...]:
             raise StackConfigError(f"{where}: {team!r} is the platform's own team, always there")
         if team in teams:
             raise StackConfigError(f"{where}: {team!r} is listed twice")
-        account = f"team-{team}"  # ml_infra.team_identities.TeamIdentity.service_account
+        account = team_service_account(team)
         taken = [role for role, name in service_accounts.items() if name == account]
         if taken:
             raise StackConfigError(

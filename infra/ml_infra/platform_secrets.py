@@ -132,10 +132,7 @@ def declare_credentials_secrets(
 
 def mlflow_users_document(passwords: dict[str, pulumi.Output[str]]) -> pulumi.Output[str]:
     """The JSON the MLflow users Job reads: {"users": {login: password}}."""
-    users = list(passwords)
-    return pulumi.Output.all(*passwords.values()).apply(
-        lambda values: json.dumps({"users": dict(zip(users, values, strict=True))})
-    )
+    return pulumi.Output.all(**passwords).apply(lambda users: json.dumps({"users": users}))
 
 
 def declare_postgres_admin_secret(

@@ -10,6 +10,7 @@ boto3, MLflow, Airflow's S3 hook and pyarrow use (signed requests, multipart, li
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -42,7 +43,7 @@ def seaweedfs_actions(grants: list[StorageGrant]) -> list[str]:
     return actions
 
 
-def s3_identities(keys: dict[str, tuple[str, str]], grants: dict[str, list[StorageGrant]]) -> str:
+def s3_identities(keys: dict[str, Sequence[str]], grants: dict[str, list[StorageGrant]]) -> str:
     """SeaweedFS's S3 config: one identity per storage identity, none of them an admin."""
     return json.dumps(
         {
@@ -121,13 +122,11 @@ def declare_kind_storage(
 ) -> StorageAccess:
     grants = storage_grants(config)
     keys = {name: _key(name) for name in grants}
-    names = list(keys)
-    flat = [part for key in keys.values() for part in (key.access_key_id, key.secret_access_key)]
-    document = pulumi.Output.all(*flat).apply(
-        lambda parts: s3_identities(
-            {name: (parts[2 * i], parts[2 * i + 1]) for i, name in enumerate(names)}, grants
-        )
-    )
+    pairs = {
+        name: pulumi.Output.all(key.access_key_id, key.secret_access_key)
+        for name, key in keys.items()
+    }
+    document = pulumi.Output.all(**pairs).apply(lambda resolved: s3_identities(resolved, grants))
     s3_config = secret(
         "seaweedfs-s3-config",
         S3_CONFIG_SECRET,

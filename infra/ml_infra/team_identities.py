@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ml_infra.config import PLATFORM_TEAM, StackConfig
+from ml_infra.config import PLATFORM_TEAM, StackConfig, team_service_account
 
 # Below the datasets bucket (ml_platform.model_specs.dataset_prefix): a team's data lives
 # under teams/<team>/; the platform's own model keeps daily/ and prepared/ at the top.
@@ -30,7 +30,7 @@ class TeamIdentity:
 
     @property
     def service_account(self) -> str:
-        return f"team-{self.team}"
+        return team_service_account(self.team)
 
     @property
     def mlflow_user(self) -> str:

@@ -176,3 +176,12 @@ def test_a_grant_the_team_may_not_give_fails_at_authority(as_user, team_a_model)
         Registry(b).grant_read("team-b", name, run_model)
     assert raised.value.step == "authority"
     assert "cannot let 'team-b' read registered_model" in raised.value.why
+
+
+def test_the_deploy_step_and_the_deployer_name_the_same_variables():
+    """The training DAG sets them (ml_platform), the deployer image reads them (deployer)."""
+    from deployer import workflow
+    from ml_platform import deployer_rules
+
+    assert workflow.TEAM_ENV == deployer_rules.TEAM_ENV
+    assert workflow.SERVING_USER_ENV == deployer_rules.SERVING_USER_ENV

@@ -33,7 +33,7 @@ from ml_platform.policies import schedule_gpu_pod
 from ml_platform.pools import NoPoolError, check_schedulable
 from ml_platform.settings import CONFIG_ENV, RUNTIME_ENV, PlatformConfig, platform_config
 from ml_platform.source_lines import dag_line, parse_file, task_line
-from ml_platform.team_identities import task_identity_violations
+from ml_platform.team_identities import identity_violations
 from ml_platform.violations import Finding, Violation
 
 _TRACEBACK_LINE = re.compile(r'File "(?P<path>[^"]+)", line (?P<line>\d+)')
@@ -172,7 +172,7 @@ def _pod_findings(
             config=config,
         )
         findings += [v.at(shown, line) for v in deployer]
-        identity = task_identity_violations(task, config, dag_team(dag.fileloc), where=where)
+        identity = identity_violations(pod, config, where, team=dag_team(dag.fileloc))
         findings += [v.at(shown, line) for v in identity]
         try:
             schedule_gpu_pod(pod, config)  # what pod_mutation_hook does on that stack

@@ -38,7 +38,7 @@ def _response_line(response: Any) -> str:
         message = response.json().get("message") or response.text
     except ValueError:
         message = response.text
-    return f"HTTP {response.status_code}: {one_line(Exception(message))[:300]}"
+    return f"HTTP {response.status_code}: {' '.join(str(message).split())[:300]}"
 
 
 def _missing(exc: MlflowException) -> bool:
