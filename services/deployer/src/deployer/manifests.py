@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from deployer.metrics import METRICS_PATH
 from deployer.targets import Revision
 
 RUN_AS_USER = 10001  # the non-root user the platform images create
@@ -23,6 +24,13 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 VERSION_LABEL = "ml-platform/model-version"
 MODEL_NAME_ANNOTATION = "ml-platform/model-name"
 MODEL_URI_ANNOTATION = "ml-platform/model-uri"
+# The annotations Prometheus' `kubernetes-pods` scrape job (the community chart's default,
+# relabelled on pod annotations) keys on. Prometheus Operator ignores them: it needs a PodMonitor.
+SCRAPE_ANNOTATIONS = {
+    "prometheus.io/scrape": "true",
+    "prometheus.io/port": str(CONTAINER_PORT),
+    "prometheus.io/path": METRICS_PATH,
+}
 
 
 @dataclass(frozen=True)
@@ -155,9 +163,12 @@ def deployment_manifest(spec: ServingSpec, revision: Revision) -> dict[str, Any]
             "template": {
                 "metadata": {
                     "labels": {**selector, VERSION_LABEL: revision.version},
+                    # Metrics are served on the model's own port: scraping pod IPs needs
+                    # ingress to it from the Prometheus pods (the serving namespace's policy).
                     "annotations": {
                         MODEL_NAME_ANNOTATION: revision.model_name,
                         MODEL_URI_ANNOTATION: revision.model_uri,
+                        **SCRAPE_ANNOTATIONS,
                     },
                 },
                 "spec": pod_spec,

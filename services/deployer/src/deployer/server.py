@@ -5,6 +5,7 @@ loaded once in a background thread so /health answers at once and /ready flips w
 is in memory. Payloads are parsed with MLflow's own parser (the formats and schema casting of
 `mlflow models serve`), except the common all-numeric case, which takes one conversion
 (see ModelSlot._fast_frame); prediction always goes through the pyfunc model's schema checks.
+Every request is counted and timed for Prometheus at /metrics (deployer.metrics).
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from deployer.errors import StepFailed, one_line
+from deployer.metrics import METRICS_PATH, ServerMetrics, instrument
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,8 @@ class ModelSlot:
         self.identity = identity
         self.model: Any = None
         self.error: str | None = None
+        self.run_id: str | None = None  # from the model's metadata, once loaded
+        self.load_seconds: float | None = None
         self.loaded = threading.Event()
 
     def load(self) -> None:
@@ -74,9 +79,11 @@ class ModelSlot:
         # Models whose signature comes from type hints take `inputs` as is, like MLflow's server.
         self._raw_inputs = model.metadata._is_signature_from_type_hint()
         self.model = model
+        self.run_id = model.metadata.run_id
         self.self_check()
+        self.load_seconds = time.monotonic() - started
         self.loaded.set()
-        log.info("model loaded and checked in %.1fs; ready", time.monotonic() - started)
+        log.info("model loaded and checked in %.1fs; ready", self.load_seconds)
 
     def self_check(self) -> None:
         """Predict the model's own input example before saying ready.
@@ -205,8 +212,8 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error_code": code, "message": message}, status_code=status)
 
 
-def create_app(slot: ModelSlot) -> Starlette:
-    """The ASGI app around a (possibly still loading) model."""
+def create_app(slot: ModelSlot) -> ASGIApp:
+    """The ASGI app around a (possibly still loading) model, every request measured."""
     from mlflow.exceptions import MlflowException
 
     async def health(request: Request) -> Response:
@@ -250,15 +257,20 @@ def create_app(slot: ModelSlot) -> Starlette:
             return _error(500, "PREDICTION_FAILED", one_line(exc))
         return Response(payload, media_type=JSON_TYPE)
 
-    return Starlette(
-        routes=[
-            Route("/health", health, methods=["GET"]),
-            Route("/ping", health, methods=["GET"]),
-            Route("/ready", ready, methods=["GET"]),
-            Route("/version", version, methods=["GET"]),
-            Route("/invocations", invocations, methods=["POST"]),
-        ]
-    )
+    async def metrics_page(request: Request) -> Response:
+        body, content_type = metrics.render(request.headers.get("accept", ""))
+        return Response(body, headers={"content-type": content_type})
+
+    routes = [
+        Route("/health", health, methods=["GET"]),
+        Route("/ping", health, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
+        Route("/version", version, methods=["GET"]),
+        Route("/invocations", invocations, methods=["POST"]),
+        Route(METRICS_PATH, metrics_page, methods=["GET"]),
+    ]
+    metrics = ServerMetrics(slot, [route.path for route in routes])
+    return instrument(Starlette(routes=routes), metrics)
 
 
 def serve(model_uri: str, host: str, port: int, threads: int = 1) -> int:
