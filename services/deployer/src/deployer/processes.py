@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -35,6 +36,11 @@ def spawn(command: list[str], log_file: Path, env: dict[str, str] | None = None)
         )
     _children[process.pid] = process
     return process.pid
+
+
+def supervised(command: list[str], ready_url: str) -> list[str]:
+    """`command` run under deployer.supervisor: restarted when it dies after being ready."""
+    return [sys.executable, "-m", "deployer.supervisor", "--ready-url", ready_url, "--", *command]
 
 
 def alive(pid: int) -> bool:

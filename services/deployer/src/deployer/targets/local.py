@@ -149,6 +149,9 @@ class LocalTarget:
         log_file = self.dir / f"server-v{revision.version}-{port}.log"
         command = [sys.executable, "-m", "deployer", "serve", "--model-uri", revision.model_uri]
         command += ["--host", HOST, "--port", str(port)]
+        # Supervised: a server that dies once ready is restarted on the same port (the pid is
+        # the supervisor's; stopping it stops both).
+        command = processes.supervised(command, f"http://{HOST}:{port}/ready")
         try:
             pid = processes.spawn(command, log_file)
         except OSError as exc:
