@@ -107,7 +107,7 @@ class Network:
             )
             self.public_subnets.append(public)
             self.private_subnets.append(private)
-        # One NAT gateway: nodes pull images and reach S3 through it.
+        # One NAT gateway: nodes pull images through it (S3 has its own endpoint, below).
         eip = aws.ec2.Eip(name, domain="vpc", opts=opts)
         nat = aws.ec2.NatGateway(
             name,
@@ -128,6 +128,36 @@ class Network:
                 route_table_id=private_routes.id,
                 opts=opts,
             )
+        self.storage_cidrs = _s3_gateway(name, config.aws.region, self.vpc, private_routes, opts)
+
+
+def _s3_gateway(
+    name: str,
+    region: str,
+    vpc: aws.ec2.Vpc,
+    routes: aws.ec2.RouteTable,
+    opts: pulumi.ResourceOptions,
+) -> pulumi.Output[list[str]]:
+    """S3 through a gateway endpoint on the nodes' route table, not the NAT gateway. Returns
+    the CIDRs of the region's S3 prefix list, the routes the endpoint adds: the only
+    addresses the NetworkPolicies let pods reach storage at (after the endpoint exists)."""
+    service = f"com.amazonaws.{region}.s3"  # the endpoint's service and the prefix list's name
+    endpoint = aws.ec2.VpcEndpoint(
+        f"{name}-s3",
+        vpc_id=vpc.id,
+        service_name=service,
+        vpc_endpoint_type="Gateway",
+        route_table_ids=[routes.id],
+        tags={"Name": f"{name}-s3"},
+        opts=opts,
+    )
+    prefix_list = aws.ec2.get_managed_prefix_list_output(
+        name=service, opts=pulumi.InvokeOutputOptions(provider=opts.provider)
+    )
+    return pulumi.Output.all(endpoint.id, prefix_list.entries).apply(
+        # Entries arrive as mappings (typed or not): index them.
+        lambda args: sorted(entry["cidr"] for entry in args[1] or [])
+    )
 
 
 def node_group_taints(pool: Pool) -> list[dict[str, str]]:
@@ -399,4 +429,5 @@ def declare_eks_cluster(
             depends_on=[*node_groups, oidc],
         )
     )
-    return ClusterAccess(provider=provider, ready=ready), network
+    access = ClusterAccess(provider=provider, ready=ready, storage_cidrs=network.storage_cidrs)
+    return access, network

@@ -3,9 +3,16 @@
 GPU pools attach their GPUs as guest accelerators and let GKE install the driver
 (gpu_driver_installation_config); GKE runs the NVIDIA device plugin itself. Dataplane V2
 enforces the platform's NetworkPolicies.
+
+Google APIs (GCS among them) are reached through Private Google Access: a private DNS zone
+answers every *.googleapis.com name with the private.googleapis.com addresses, so pods'
+storage egress is allowed to that range alone. Airflow's volumes use the `pd-balanced`
+StorageClass declared here (PD CSI driver), not whatever GKE makes the default.
 """
 
 from __future__ import annotations
+
+import ipaddress
 
 import pulumi
 import pulumi_gcp as gcp
@@ -21,6 +28,14 @@ GKE_TAINT_EFFECTS = {
     "NoExecute": "NO_EXECUTE",
 }
 GPU_DRIVER_VERSION = "LATEST"
+# Private Google Access's private.googleapis.com: a range Google serves its APIs on to VPCs
+# only (not announced to the internet), reached through the default internet gateway route.
+PRIVATE_GOOGLE_APIS_RANGE = "199.36.153.8/30"
+PRIVATE_GOOGLE_APIS_HOST = "private.googleapis.com."
+DNS_TTL = 300
+# Airflow's volumes name it (helm/airflow/values-dev.yaml); tests check the two agree.
+STORAGE_CLASS = "pd-balanced"
+PD_CSI_PROVISIONER = "pd.csi.storage.gke.io"
 
 
 class Network:
@@ -51,6 +66,44 @@ class Network:
             source_subnetwork_ip_ranges_to_nat="ALL_SUBNETWORKS_ALL_IP_RANGES",
             opts=opts,
         )
+        self.storage_cidrs = _private_google_apis(name, self.network, opts)
+
+
+def _private_google_apis(
+    name: str, network: gcp.compute.Network, opts: pulumi.ResourceOptions
+) -> pulumi.Output[list[str]]:
+    """Google's documented DNS for Private Google Access: a private `googleapis.com.` zone on
+    the VPC where private.googleapis.com has the range's four A records and every other name
+    is a CNAME to it. Returns the range once the records exist: the NetworkPolicies that
+    allow storage there alone come after the DNS that sends GCS there."""
+    zone = gcp.dns.ManagedZone(
+        f"{name}-googleapis",
+        dns_name="googleapis.com.",
+        description="Google APIs through Private Google Access (private.googleapis.com)",
+        visibility="private",
+        private_visibility_config={"networks": [{"network_url": network.id}]},
+        opts=opts,
+    )
+    addresses = [str(a) for a in ipaddress.ip_network(PRIVATE_GOOGLE_APIS_RANGE)]
+    a_records = gcp.dns.RecordSet(
+        f"{name}-private-googleapis",
+        managed_zone=zone.name,
+        name=PRIVATE_GOOGLE_APIS_HOST,
+        type="A",
+        ttl=DNS_TTL,
+        rrdatas=addresses,
+        opts=opts,
+    )
+    cname = gcp.dns.RecordSet(
+        f"{name}-googleapis-cname",
+        managed_zone=zone.name,
+        name="*.googleapis.com.",
+        type="CNAME",
+        ttl=DNS_TTL,
+        rrdatas=[PRIVATE_GOOGLE_APIS_HOST],
+        opts=opts,
+    )
+    return pulumi.Output.all(a_records.id, cname.id).apply(lambda _: [PRIVATE_GOOGLE_APIS_RANGE])
 
 
 def guest_accelerators(pool: Pool) -> list[dict]:
@@ -80,6 +133,21 @@ def _kubeconfig(cluster: gcp.container.Cluster) -> pulumi.Output[str]:
     return pulumi.Output.all(
         cluster.name, cluster.endpoint, cluster.master_auth.cluster_ca_certificate
     ).apply(render)
+
+
+def _storage_class(provider: k8s.Provider, node_pools: list[pulumi.Resource]) -> pulumi.Resource:
+    """pd-balanced through the PD CSI driver, bound where the pod lands (a zonal disk) and
+    expandable. Not marked default: GKE's own default stays, and our charts name this one."""
+    return k8s.storage.v1.StorageClass(
+        STORAGE_CLASS,
+        metadata={"name": STORAGE_CLASS},
+        provisioner=PD_CSI_PROVISIONER,
+        parameters={"type": "pd-balanced"},
+        volume_binding_mode="WaitForFirstConsumer",
+        allow_volume_expansion=True,
+        reclaim_policy="Delete",
+        opts=pulumi.ResourceOptions(provider=provider, depends_on=node_pools),
+    )
 
 
 def declare_gke_cluster(
@@ -115,6 +183,8 @@ def declare_gke_cluster(
             "services_secondary_range_name": "services",
         },
         datapath_provider="ADVANCED_DATAPATH",
+        # The PD CSI driver provisions the StorageClass's disks: on by default, declared here.
+        addons_config={"gce_persistent_disk_csi_driver_config": {"enabled": True}},
         release_channel={"channel": config.gcp.release_channel},
         private_cluster_config={"enable_private_nodes": True, "enable_private_endpoint": False},
         # Only the organisation's ranges reach the public endpoint (nodes use the private one).
@@ -157,4 +227,6 @@ def declare_gke_cluster(
             )
         )
     provider = k8s.Provider("gke", kubeconfig=_kubeconfig(cluster))
-    return ClusterAccess(provider=provider, ready=node_pools), network
+    ready = [*node_pools, _storage_class(provider, node_pools)]
+    access = ClusterAccess(provider=provider, ready=ready, storage_cidrs=network.storage_cidrs)
+    return access, network

@@ -2,6 +2,7 @@
 
 - every pod: DNS;
 - training pods: MLflow, object storage, and the model server (the deployer's smoke test);
+  nothing else outside the cluster;
 - the deployer's pods: the Kubernetes API (to roll out the model server), at its addresses
   where the cloud says them;
 - model servers: MLflow (they load the model through it), and ingress on their port;
@@ -14,9 +15,17 @@
   artifact bucket (it proxies artifacts);
 - storage (the database setup Job; on kind also PostgreSQL and SeaweedFS): PostgreSQL takes
   connections from airflow and mlflow, the S3 endpoint from training, airflow and mlflow.
+
+Object storage, for training, airflow and mlflow: on kind SeaweedFS in the storage namespace;
+in the cloud HTTPS to the addresses the cluster's network reaches it at, and no others
+(ClusterAccess.storage_cidrs): on EKS the region's S3 prefix list, which the VPC routes
+through a gateway endpoint; on GKE Private Google Access's private.googleapis.com range,
+which a private DNS zone makes every *.googleapis.com name resolve to.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -45,11 +54,20 @@ def _dns() -> dict:
     }
 
 
-def _storage_egress(config: StackConfig) -> dict:
+def _ip_blocks(cidrs: Sequence[str]) -> list[dict]:
+    if not cidrs:
+        # A rule with no peers allows every address: never let that stand for storage.
+        raise ValueError("no object storage addresses: refusing an egress rule open to all")
+    return [{"ipBlock": {"cidr": cidr}} for cidr in sorted(cidrs)]
+
+
+def _storage_egress(config: StackConfig, storage_cidrs: pulumi.Input[Sequence[str]] | None) -> dict:
+    """Object storage: SeaweedFS's S3 port on kind; HTTPS to `storage_cidrs` in the cloud."""
     if config.cloud == "kind":
         return {"to": [_namespace(config.namespaces["storage"])], "ports": _tcp(SEAWEEDFS_S3_PORT)}
-    # S3 / GCS are reached over HTTPS at public addresses.
-    return {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": _tcp(443)}
+    if storage_cidrs is None:
+        raise ValueError(f"{config.cloud}: the cluster's network gave no object storage addresses")
+    return {"to": pulumi.Output.from_input(storage_cidrs).apply(_ip_blocks), "ports": _tcp(443)}
 
 
 def _kube_api_egress(config: StackConfig) -> dict:
@@ -79,8 +97,9 @@ def _same_namespace() -> dict:
     return {"podSelector": {}}
 
 
-def _platform_namespace_specs(config: StackConfig) -> dict[tuple[str, str], dict]:
-    """Default-deny and allows for the airflow, mlflow and storage namespaces."""
+def _platform_namespace_specs(config: StackConfig, storage: dict) -> dict[tuple[str, str], dict]:
+    """Default-deny and allows for the airflow, mlflow and storage namespaces; `storage` is
+    the egress rule to object storage."""
     ns = config.namespaces
     all_pods: dict = {}
     deny = {"podSelector": all_pods, "policyTypes": ["Ingress", "Egress"]}
@@ -90,7 +109,7 @@ def _platform_namespace_specs(config: StackConfig) -> dict[tuple[str, str], dict
         "ingress": [{"from": [_same_namespace()]}],
         "egress": [{"to": [_same_namespace()]}, _dns()],
     }
-    airflow_out = [_database_egress(config), _storage_egress(config)]
+    airflow_out = [_database_egress(config), storage]
     # KubernetesPodOperator and the git DAG bundle: HTTPS to the API server and the repository.
     airflow_out.append({"ports": _tcp(*KUBE_API_PORTS)})
     specs = {
@@ -112,7 +131,7 @@ def _platform_namespace_specs(config: StackConfig) -> dict[tuple[str, str], dict
                     "ports": _tcp(config.mlflow.port),
                 }
             ],
-            "egress": [_database_egress(config), _storage_egress(config)],
+            "egress": [_database_egress(config), storage],
         },
         ("storage", "default-deny"): deny,
         ("storage", "allow-within-namespace"): within,
@@ -141,12 +160,16 @@ def _platform_namespace_specs(config: StackConfig) -> dict[tuple[str, str], dict
     return specs
 
 
-def policy_specs(config: StackConfig) -> dict[tuple[str, str], dict]:
-    """(namespace role, policy name) -> NetworkPolicy spec."""
+def policy_specs(
+    config: StackConfig, storage_cidrs: pulumi.Input[Sequence[str]] | None = None
+) -> dict[tuple[str, str], dict]:
+    """(namespace role, policy name) -> NetworkPolicy spec. `storage_cidrs`: where pods reach
+    object storage on a cloud (kind: unused, storage is in the cluster)."""
     ns = config.namespaces
+    storage = _storage_egress(config, storage_cidrs)
     mlflow = {"to": [_namespace(ns["mlflow"])], "ports": _tcp(config.mlflow.port)}
     all_pods: dict = {}
-    return _platform_namespace_specs(config) | {
+    return _platform_namespace_specs(config, storage) | {
         ("training", "default-deny"): {
             "podSelector": all_pods,
             "policyTypes": ["Ingress", "Egress"],
@@ -157,7 +180,7 @@ def policy_specs(config: StackConfig) -> dict[tuple[str, str], dict]:
             "egress": [
                 _dns(),
                 mlflow,
-                _storage_egress(config),
+                storage,
                 {"to": [_namespace(ns["serving"])], "ports": _tcp(SERVING_PORT)},
             ],
         },
@@ -180,7 +203,10 @@ def policy_specs(config: StackConfig) -> dict[tuple[str, str], dict]:
 
 
 def declare_network_policies(
-    config: StackConfig, provider: k8s.Provider, namespaces: dict[str, k8s.core.v1.Namespace]
+    config: StackConfig,
+    provider: k8s.Provider,
+    namespaces: dict[str, k8s.core.v1.Namespace],
+    storage_cidrs: pulumi.Input[Sequence[str]] | None = None,
 ) -> list[pulumi.Resource]:
     return [
         k8s.networking.v1.NetworkPolicy(
@@ -189,5 +215,5 @@ def declare_network_policies(
             spec=spec,
             opts=k8s_opts(provider, [namespaces[role]]),
         )
-        for (role, name), spec in policy_specs(config).items()
+        for (role, name), spec in policy_specs(config, storage_cidrs).items()
     ]

@@ -106,7 +106,7 @@ def declare_platform(config: StackConfig, values: ValuesFiles) -> None:
     declare_service_accounts(config, provider, namespaces)
     declare_rbac(config, provider, namespaces)
     declare_gpu_quota(config, provider, namespaces)
-    declare_network_policies(config, provider, namespaces)
+    declare_network_policies(config, provider, namespaces, cluster.storage_cidrs)
 
     credentials = declare_credentials_secrets(config, provider, namespaces, storage, generated)
     database_logins = declare_database_secrets(config, provider, namespaces, server, generated)

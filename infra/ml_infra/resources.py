@@ -13,6 +13,9 @@ class ClusterAccess:
     provider: k8s.Provider
     # Resources that must exist before workloads are installed (node pools, GPU plugins).
     ready: list[pulumi.Resource] = field(default_factory=list)
+    # The only addresses pods reach object storage at (cloud clusters: what the network
+    # routes privately to S3 / GCS); None on kind, where storage runs in the cluster.
+    storage_cidrs: pulumi.Output[list[str]] | None = None
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,10 @@ SITE_SETTINGS = {
 }
 
 
+# What the mocked AWS answers for the region's S3 prefix list (com.amazonaws.<region>.s3).
+S3_PREFIX_LIST_CIDRS = ("3.5.64.0/21", "52.218.0.0/17", "52.92.40.0/21")
+
+
 @dataclass
 class Declared:
     type: str
@@ -54,6 +58,7 @@ class Declared:
 class RecordingMocks(pulumi.runtime.Mocks):
     declared: list[Declared] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)  # the stack outputs, resolved
+    calls: list[tuple[str, dict]] = field(default_factory=list)  # invokes: (token, args)
 
     def of_type(self, suffix: str) -> list[Declared]:
         """Declared resources whose type token ends with `suffix`, e.g. ':Secret'."""
@@ -72,7 +77,18 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return f"{args.name}-id", {**args.inputs, **_outputs(args)}
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list]:
-        return {}, []
+        self.calls.append((args.token, copy.deepcopy(args.args)))
+        return _call_result(args.token, args.args), []
+
+
+def _call_result(token: str, args: dict[str, Any]) -> dict[str, Any]:
+    """What the cloud would answer to the data sources the program reads."""
+    if token == "aws:ec2/getManagedPrefixList:getManagedPrefixList":
+        name = args.get("name", "")
+        if name.startswith("com.amazonaws.") and name.endswith(".s3"):
+            entries = [{"cidr": cidr, "description": ""} for cidr in S3_PREFIX_LIST_CIDRS]
+            return {"id": "pl-mock", "name": name, "entries": entries}
+    return {}
 
 
 def _outputs(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:

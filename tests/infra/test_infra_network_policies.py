@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
-from pulumi_harness import STACKS, declared, stack_values
+from pulumi_harness import S3_PREFIX_LIST_CIDRS, STACKS, declared, stack_values
 
 
 def _policies(stack: str) -> dict[tuple[str, str], dict]:
@@ -66,23 +68,50 @@ def test_model_servers_take_traffic_on_their_port(stack: str):
 # Our reading of NetworkPolicy semantics, for policies that select every pod of their
 # namespace (all of ours but the deployer's): a connection from namespace A to namespace B on
 # a port is allowed when some Egress policy of A lets it out and some Ingress policy of B in.
-KUBE_API = "kube-api"  # the API server: outside every namespace
-OUTSIDE = "outside"  # an address outside the cluster (a managed database, S3, a git host)
+# Places outside the cluster are addresses (_address resolves these names per stack).
+KUBE_API = "kube-api"  # the API server
+DATABASE = "database"  # RDS / Cloud SQL
+OBJECT_STORAGE = "object-storage"  # S3 / GCS, where the cloud's network reaches them
+PUBLIC = "public"  # any other internet address (a git host, a file sharing site)
+Address = ipaddress.IPv4Address
 
 
-def _peer_matches(peer: dict, own: str, other: str) -> bool:
+def _places(stack: str) -> dict[str, Address]:
+    """An address of each place outside the cluster on `stack`."""
+    values = stack_values(stack)
+    places = {PUBLIC: ipaddress.ip_address("93.184.215.14")}
+    if stack == "prod":  # the API server's ENIs and RDS in the VPC; S3 at its prefix list
+        in_vpc = ipaddress.ip_network(values["ml-platform:aws"]["vpc_cidr"])[200]
+        s3 = ipaddress.ip_network(S3_PREFIX_LIST_CIDRS[1])[10]
+        return places | {KUBE_API: in_vpc, DATABASE: in_vpc, OBJECT_STORAGE: s3}
+    if stack == "dev":  # the private endpoint in the subnet; Cloud SQL as the mocks answer it
+        in_subnet = ipaddress.ip_network(values["ml-platform:gcp"]["subnet_cidr"])[2]
+        return places | {
+            KUBE_API: in_subnet,
+            DATABASE: ipaddress.ip_address("10.99.0.3"),
+            OBJECT_STORAGE: ipaddress.ip_address("199.36.153.9"),  # private.googleapis.com
+        }
+    return places | {KUBE_API: ipaddress.ip_address("172.18.0.2")}  # kind's Docker network
+
+
+def _peer_matches(peer: dict, own: str, other: str | Address) -> bool:
     if "ipBlock" in peer:
-        return other in (OUTSIDE, KUBE_API)
+        block = peer["ipBlock"]
+        return (
+            isinstance(other, Address)
+            and other in ipaddress.ip_network(block["cidr"])
+            and not any(other in ipaddress.ip_network(cidr) for cidr in block.get("except", []))
+        )
     if "namespaceSelector" in peer:
         wanted = peer["namespaceSelector"].get("matchLabels", {})
         return (
-            other not in (OUTSIDE, KUBE_API)
+            isinstance(other, str)
             and wanted.items() <= {"kubernetes.io/metadata.name": other}.items()
         )
     return other == own  # a bare podSelector: pods of the policy's own namespace
 
 
-def _rule_allows(rule: dict, peers_key: str, own: str, other: str, port: int) -> bool:
+def _rule_allows(rule: dict, peers_key: str, own: str, other: str | Address, port: int) -> bool:
     ports = rule.get("ports")
     if ports and port not in {p["port"] for p in ports}:
         return False
@@ -90,9 +119,11 @@ def _rule_allows(rule: dict, peers_key: str, own: str, other: str, port: int) ->
     return not peers or any(_peer_matches(peer, own, other) for peer in peers)
 
 
-def _allowed(policies: dict, direction: str, namespace: str, other: str, port: int) -> bool:
-    if namespace in (OUTSIDE, KUBE_API):
-        return True  # nothing of ours restricts them
+def _allowed(
+    policies: dict, direction: str, namespace: str | Address, other: str | Address, port: int
+) -> bool:
+    if isinstance(namespace, Address):
+        return True  # nothing of ours restricts places outside the cluster
     selecting = [
         spec
         for (ns, _), spec in policies.items()
@@ -108,7 +139,8 @@ def _allowed(policies: dict, direction: str, namespace: str, other: str, port: i
     )
 
 
-def _connects(policies: dict, source: str, target: str, port: int) -> bool:
+def _connects(policies: dict, source: str, target: str, port: int, stack: str = "kind") -> bool:
+    target = _places(stack).get(target, target)
     return _allowed(policies, "Egress", source, target, port) and _allowed(
         policies, "Ingress", target, source, port
     )
@@ -135,11 +167,13 @@ KIND_NEEDED = [
     ("ml-training", "storage", 8333, "datasets"),
 ]
 CLOUD_NEEDED = [
-    ("airflow", OUTSIDE, 5432, "Airflow's metadata database"),
-    ("mlflow", OUTSIDE, 5432, "MLflow's backend store"),
-    ("storage", OUTSIDE, 5432, "the database setup Job"),
-    ("airflow", OUTSIDE, 443, "task logs in S3/GCS, the git DAG bundle"),
-    ("mlflow", OUTSIDE, 443, "artifacts, proxied"),
+    ("airflow", DATABASE, 5432, "Airflow's metadata database"),
+    ("mlflow", DATABASE, 5432, "MLflow's backend store"),
+    ("storage", DATABASE, 5432, "the database setup Job"),
+    ("airflow", OBJECT_STORAGE, 443, "task logs in S3/GCS"),
+    ("airflow", PUBLIC, 443, "the git DAG bundle (any host)"),
+    ("mlflow", OBJECT_STORAGE, 443, "artifacts, proxied"),
+    ("ml-training", OBJECT_STORAGE, 443, "datasets"),
 ]
 # Paths that must stay closed: the metadata database, the object store's admin identity,
 # the Airflow API and MLflow from where no platform component needs them.
@@ -153,6 +187,16 @@ FORBIDDEN = [
     ("airflow", "mlflow", 5000),
     ("storage", "mlflow", 5000),
     ("ml-training", "mlflow", 5432),
+    # Out of the cluster, training reaches object storage alone: no other address.
+    ("ml-training", PUBLIC, 443),
+    ("ml-training", PUBLIC, 80),
+    ("mlflow", PUBLIC, 443),
+    ("ml-serving", PUBLIC, 443),
+    ("storage", PUBLIC, 443),
+]
+CLOUD_FORBIDDEN = [
+    ("ml-serving", OBJECT_STORAGE, 443),  # model servers load models through MLflow
+    ("ml-training", DATABASE, 5432),
 ]
 
 
@@ -171,7 +215,9 @@ def test_each_component_reaches_what_it_needs(stack: str):
     policies = _policies(stack)
     needed = NEEDED + (KIND_NEEDED if stack == "kind" else CLOUD_NEEDED)
     blocked = [
-        why for source, target, port, why in needed if not _connects(policies, source, target, port)
+        why
+        for source, target, port, why in needed
+        if not _connects(policies, source, target, port, stack)
     ]
     assert blocked == []
 
@@ -179,7 +225,8 @@ def test_each_component_reaches_what_it_needs(stack: str):
 @pytest.mark.parametrize("stack", STACKS)
 def test_nothing_else_reaches_the_databases_the_airflow_api_or_mlflow(stack: str):
     policies = _policies(stack)
-    opened = [path for path in FORBIDDEN if _connects(policies, *path)]
+    forbidden = FORBIDDEN + (CLOUD_FORBIDDEN if stack != "kind" else [])
+    opened = [path for path in forbidden if _connects(policies, *path, stack)]
     assert opened == []
 
 
@@ -190,3 +237,72 @@ def test_the_evaluator_sees_a_closed_path():
     }
     assert not _connects(policies, "airflow", "storage", 5432)
     assert _connects(_policies("kind"), "airflow", "storage", 5432)
+
+
+# Object storage in the cloud: the only addresses out of the cluster training pods reach.
+STORAGE_RANGES = {"prod": sorted(S3_PREFIX_LIST_CIDRS), "dev": ["199.36.153.8/30"]}
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_cloud_storage_egress_is_the_storage_ranges_alone(stack: str):
+    policies = _policies(stack)
+    expected = [{"ipBlock": {"cidr": cidr}} for cidr in STORAGE_RANGES[stack]]
+    for namespace, name in (
+        ("ml-training", "allow-dns-mlflow-storage"),
+        ("mlflow", "allow-tracking-clients"),
+        ("airflow", "allow-database-logs-kube-api"),
+    ):
+        to_storage = [r for r in policies[namespace, name]["egress"] if "ipBlock" in str(r)]
+        storage = [r for r in to_storage if r["ports"] == [{"protocol": "TCP", "port": 443}]]
+        assert [r["to"] for r in storage] == [expected], (namespace, name)
+
+
+def test_the_evaluator_sees_an_open_internet():
+    """Training's storage rule widened to 0.0.0.0/0 (what it was) reaches any address."""
+    policies = _policies("prod")
+    spec = policies["ml-training", "allow-dns-mlflow-storage"]
+    opened = [
+        {**rule, "to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]} if "ipBlock" in str(rule) else rule
+        for rule in spec["egress"]
+    ]
+    widened = policies | {("ml-training", "allow-dns-mlflow-storage"): {**spec, "egress": opened}}
+    assert not _connects(policies, "ml-training", PUBLIC, 443, "prod")
+    assert _connects(widened, "ml-training", PUBLIC, 443, "prod")
+
+
+def test_eks_routes_s3_through_a_gateway_endpoint():
+    """The storage ranges are those of the region's S3 prefix list, which a gateway endpoint
+    on the nodes' route table routes inside AWS."""
+    prod = declared("prod")
+    region = stack_values("prod")["ml-platform:aws"]["region"]
+    (endpoint,) = prod.of_type("ec2/vpcEndpoint:VpcEndpoint")
+    assert endpoint.inputs["serviceName"] == f"com.amazonaws.{region}.s3"
+    assert endpoint.inputs["vpcEndpointType"] == "Gateway"
+    private_routes = prod.named("ml-platform-prod-private", "ec2/routeTable:RouteTable")
+    assert endpoint.inputs["routeTableIds"] == [f"{private_routes.name}-id"]
+    lookups = [args for token, args in prod.calls if token.endswith(":getManagedPrefixList")]
+    assert [args["name"] for args in lookups] == [f"com.amazonaws.{region}.s3"]
+
+
+def test_gke_resolves_google_apis_to_the_private_range():
+    """Google's DNS for Private Google Access: a private googleapis.com zone on the VPC,
+    private.googleapis.com at 199.36.153.8-11 and every other name a CNAME to it."""
+    dev = declared("dev")
+    assert dev.named("ml-platform-dev", "compute/subnetwork:Subnetwork").inputs[
+        "privateIpGoogleAccess"
+    ]
+    (zone,) = dev.of_type("dns/managedZone:ManagedZone")
+    assert (zone.inputs["dnsName"], zone.inputs["visibility"]) == ("googleapis.com.", "private")
+    assert zone.inputs["privateVisibilityConfig"]["networks"] == [
+        {"networkUrl": "ml-platform-dev-id"}
+    ]
+    records = {
+        (r.inputs["name"], r.inputs["type"]): r.inputs["rrdatas"]
+        for r in dev.of_type("dns/recordSet:RecordSet")
+    }
+    assert records == {
+        ("private.googleapis.com.", "A"): [f"199.36.153.{n}" for n in (8, 9, 10, 11)],
+        ("*.googleapis.com.", "CNAME"): ["private.googleapis.com."],
+    }
+    for record in dev.of_type("dns/recordSet:RecordSet"):
+        assert record.inputs["managedZone"] == zone.inputs.get("name", zone.name)
