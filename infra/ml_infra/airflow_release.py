@@ -17,7 +17,7 @@ import pulumi_kubernetes as k8s
 
 from ml_infra import charts
 from ml_infra.config import StackConfig
-from ml_infra.endpoints import AIRFLOW_RELEASE
+from ml_infra.endpoints import AIRFLOW_RELEASE, AIRFLOW_SERVICE_ACCOUNTS
 from ml_infra.generated_secrets import GeneratedSecrets
 from ml_infra.helm_release import helm_release
 from ml_infra.helm_values import merge
@@ -33,6 +33,8 @@ from ml_infra.platform_secrets import (
     AIRFLOW_STORAGE_CONNECTION_SECRET,
     connection_env_name,
 )
+from ml_infra.resources import StorageAccess
+from ml_infra.team_identities import AIRFLOW_STORAGE, airflow_storage_components
 
 PLATFORM_CONFIG_ENV = "ML_PLATFORM_CONFIG"
 DAG_BUNDLE = "ml-platform"
@@ -94,6 +96,8 @@ COMPUTED_KEYS = (
     "config.logging.remote_logging",
     "config.logging.remote_base_log_folder",
     "config.logging.remote_log_conn_id",
+    *(f"{component}.serviceAccount.name" for component in AIRFLOW_SERVICE_ACCOUNTS),
+    *(f"{component}.serviceAccount.annotations" for component in AIRFLOW_SERVICE_ACCOUNTS),
 )
 
 
@@ -130,7 +134,22 @@ def dag_bundles(config: StackConfig) -> list[dict[str, Any]]:
     return [{"name": DAG_BUNDLE, "classpath": classpath, "kwargs": kwargs}]
 
 
-def airflow_computed_values(config: StackConfig, generated: GeneratedSecrets) -> dict[str, Any]:
+def storage_account_values(config: StackConfig, storage: StorageAccess) -> dict[str, Any]:
+    """The service accounts of the components that reach storage, named as the storage
+    role's trust policy names them and, on AWS, annotated with that role."""
+    annotations = storage.role_annotations(AIRFLOW_STORAGE)
+    values: dict[str, Any] = {}
+    for component in airflow_storage_components(config):
+        account: dict[str, Any] = {"name": AIRFLOW_SERVICE_ACCOUNTS[component]}
+        if annotations:
+            account["annotations"] = annotations
+        values[component] = {"serviceAccount": account}
+    return values
+
+
+def airflow_computed_values(
+    config: StackConfig, generated: GeneratedSecrets, storage: StorageAccess
+) -> dict[str, Any]:
     airflow = config.airflow
     celery = airflow.executor == "CeleryExecutor"
     connection = config.storage.airflow_connection
@@ -184,6 +203,7 @@ def airflow_computed_values(config: StackConfig, generated: GeneratedSecrets) ->
             }
         },
     }
+    values.update(storage_account_values(config, storage))
     if celery:
         values["redis"]["passwordSecretName"] = AIRFLOW_REDIS_SECRET
         values["data"]["brokerUrlSecretName"] = AIRFLOW_BROKER_SECRET
@@ -208,6 +228,7 @@ def declare_airflow(
     provider: k8s.Provider,
     file_values: dict[str, Any],
     generated: GeneratedSecrets,
+    storage: StorageAccess,
     depends_on: list[pulumi.Resource],
 ) -> k8s.helm.v3.Release:
     return helm_release(
@@ -215,7 +236,7 @@ def declare_airflow(
         charts.AIRFLOW,
         release_name=AIRFLOW_RELEASE,
         namespace=config.namespaces["airflow"],
-        values=merge(file_values, airflow_computed_values(config, generated)),
+        values=merge(file_values, airflow_computed_values(config, generated, storage)),
         provider=provider,
         depends_on=depends_on,
         timeout_s=1800,  # first install runs the database migrations

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Sequence
 
 import pulumi
 import pulumi_aws as aws
@@ -177,19 +178,22 @@ def _kubeconfig(cluster: aws.eks.Cluster, region: str) -> pulumi.Output[str]:
     ).apply(render)
 
 
-def _service_account_role(
+def service_account_role(
     name: str,
     oidc: aws.iam.OpenIdConnectProvider,
-    namespace: str,
-    service_account: str,
+    subjects: Sequence[tuple[str, str]],
     opts: pulumi.ResourceOptions,
+    role_name: str | None = None,
 ) -> aws.iam.Role:
-    """An IAM role only `namespace/service_account` of this cluster may assume (IRSA)."""
+    """An IAM role that only the service accounts `subjects` ((namespace, name) pairs) of this
+    cluster may assume, with a token issued for STS (IRSA)."""
+    accounts = [f"system:serviceaccount:{ns}:{account}" for ns, account in subjects]
+    if not accounts:
+        raise ValueError(f"IAM role {name}: no service account may assume it")
 
     def trust(args: list) -> str:
         arn, issuer = args
         host = issuer.removeprefix("https://")
-        subject = f"system:serviceaccount:{namespace}:{service_account}"
         return json.dumps(
             {
                 "Version": "2012-10-17",
@@ -199,8 +203,9 @@ def _service_account_role(
                         "Principal": {"Federated": arn},
                         "Action": "sts:AssumeRoleWithWebIdentity",
                         "Condition": {
+                            # A list under StringEquals matches any one of its values.
                             "StringEquals": {
-                                f"{host}:sub": subject,
+                                f"{host}:sub": accounts[0] if len(accounts) == 1 else accounts,
                                 f"{host}:aud": "sts.amazonaws.com",
                             }
                         },
@@ -210,7 +215,10 @@ def _service_account_role(
         )
 
     return aws.iam.Role(
-        name, assume_role_policy=pulumi.Output.all(oidc.arn, oidc.url).apply(trust), opts=opts
+        name,
+        name=role_name,
+        assume_role_policy=pulumi.Output.all(oidc.arn, oidc.url).apply(trust),
+        opts=opts,
     )
 
 
@@ -256,8 +264,8 @@ def autoscaler_policy(cluster_name: str) -> dict:
 def _autoscaler_role(
     name: str, oidc: aws.iam.OpenIdConnectProvider, opts: pulumi.ResourceOptions
 ) -> aws.iam.Role:
-    role = _service_account_role(
-        "cluster-autoscaler", oidc, AUTOSCALER_NAMESPACE, AUTOSCALER_SERVICE_ACCOUNT, opts
+    role = service_account_role(
+        "cluster-autoscaler", oidc, [(AUTOSCALER_NAMESPACE, AUTOSCALER_SERVICE_ACCOUNT)], opts
     )
     aws.iam.RolePolicy(
         "cluster-autoscaler", role=role.id, policy=json.dumps(autoscaler_policy(name)), opts=opts
@@ -272,8 +280,8 @@ def _ebs_csi_driver(
 ) -> aws.eks.Addon:
     """The EBS CSI driver: Airflow's workers, triggerer and Redis claim volumes, which a new
     EKS cluster cannot provision without it."""
-    role = _service_account_role(
-        "ebs-csi-driver", oidc, "kube-system", EBS_CSI_SERVICE_ACCOUNT, opts
+    role = service_account_role(
+        "ebs-csi-driver", oidc, [("kube-system", EBS_CSI_SERVICE_ACCOUNT)], opts
     )
     aws.iam.RolePolicyAttachment(
         "ebs-csi-driver", role=role.name, policy_arn=EBS_CSI_POLICY, opts=opts
@@ -307,7 +315,8 @@ def _default_storage_class(provider: k8s.Provider, driver: pulumi.Resource) -> p
 
 def declare_eks_cluster(
     config: StackConfig, opts: pulumi.ResourceOptions
-) -> tuple[ClusterAccess, Network]:
+) -> tuple[ClusterAccess, Network, aws.iam.OpenIdConnectProvider]:
+    """The cluster, its network, and its OIDC provider (IRSA roles of other modules trust it)."""
     name = f"ml-platform-{config.environment}"
     network = Network(config, opts)
     cluster_role = _role(
@@ -430,4 +439,4 @@ def declare_eks_cluster(
         )
     )
     access = ClusterAccess(provider=provider, ready=ready, storage_cidrs=network.storage_cidrs)
-    return access, network
+    return access, network, oidc

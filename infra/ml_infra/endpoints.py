@@ -16,6 +16,15 @@ POSTGRES_PORT = 5432
 # GCS's S3-compatible XML API: DAGs, trainer and MLflow speak S3 to every environment.
 GCS_S3_ENDPOINT = "https://storage.googleapis.com"
 SERVING_PORT = 8080  # the model server's container port (services/deployer)
+# The Airflow chart's service account of each component (values key -> account name, the
+# chart's default `<release>-<component>`; airflow_release sets the names it relies on).
+AIRFLOW_SERVICE_ACCOUNTS = {
+    "scheduler": f"{AIRFLOW_RELEASE}-scheduler",
+    "workers": f"{AIRFLOW_RELEASE}-worker",
+    "triggerer": f"{AIRFLOW_RELEASE}-triggerer",
+    "apiServer": f"{AIRFLOW_RELEASE}-api-server",
+}
+MLFLOW_SERVICE_ACCOUNT = MLFLOW_RELEASE  # set in the MLflow chart's values
 
 
 def service_host(name: str, namespace: str) -> str:
@@ -25,6 +34,12 @@ def service_host(name: str, namespace: str) -> str:
 def mlflow_url(config: StackConfig) -> str:
     host = service_host(MLFLOW_RELEASE, config.namespaces["mlflow"])
     return f"http://{host}:{config.mlflow.port}"
+
+
+def airflow_task_runner(config: StackConfig) -> str:
+    """The Airflow component that runs tasks (chart values key): LocalExecutor runs them in
+    the scheduler, CeleryExecutor in the workers."""
+    return "scheduler" if config.airflow.executor == "LocalExecutor" else "workers"
 
 
 def airflow_url(config: StackConfig) -> str:

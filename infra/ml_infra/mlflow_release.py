@@ -15,11 +15,18 @@ import pulumi_kubernetes as k8s
 
 from ml_infra import charts
 from ml_infra.config import StackConfig
-from ml_infra.endpoints import MLFLOW_RELEASE, service_host, storage_endpoint, storage_region
+from ml_infra.endpoints import (
+    MLFLOW_RELEASE,
+    MLFLOW_SERVICE_ACCOUNT,
+    service_host,
+    storage_endpoint,
+    storage_region,
+)
 from ml_infra.helm_release import helm_release
 from ml_infra.helm_values import merge
 from ml_infra.platform_secrets import MLFLOW_DATABASE_SECRET
-from ml_infra.resources import DatabaseServer
+from ml_infra.resources import DatabaseServer, StorageAccess
+from ml_infra.team_identities import MLFLOW_STORAGE
 
 # Every key the program sets; helm/mlflow/*.yaml must leave them alone.
 COMPUTED_KEYS = (
@@ -32,6 +39,8 @@ COMPUTED_KEYS = (
     "auth.postgres",
     "extraEnvVars",
     "serverAllowedHosts",
+    "serviceAccount.name",
+    "serviceAccount.annotations",
 )
 
 
@@ -48,7 +57,23 @@ def allowed_hosts(config: StackConfig) -> list[str]:
     return [host for name in names for host in (name, f"{name}:{port}")] + ["localhost:*"]
 
 
-def mlflow_computed_values(config: StackConfig, server: DatabaseServer) -> dict[str, Any]:
+def artifact_store(config: StackConfig, storage: StorageAccess) -> dict[str, Any]:
+    """The artifacts bucket, reached with the MLflow identity's key where it has one; on AWS
+    the server's service account assumes the identity's role and boto3 finds the web
+    identity token itself."""
+    s3: dict[str, Any] = {"enabled": True, "bucket": config.storage.buckets.artifacts}
+    if storage.key(MLFLOW_STORAGE) is not None:
+        s3["existingSecret"] = {
+            "name": config.storage.credentials_secret,
+            "keyOfAccessKeyId": "AWS_ACCESS_KEY_ID",
+            "keyOfSecretAccessKey": "AWS_SECRET_ACCESS_KEY",
+        }
+    return {"s3": s3}
+
+
+def mlflow_computed_values(
+    config: StackConfig, server: DatabaseServer, storage: StorageAccess
+) -> dict[str, Any]:
     database = {
         "enabled": True,
         "host": server.host,
@@ -65,17 +90,7 @@ def mlflow_computed_values(config: StackConfig, server: DatabaseServer) -> dict[
             "postgres": {**database, "database": "mlflow"},
             "existingDatabaseSecret": login,
         },
-        "artifactRoot": {
-            "s3": {
-                "enabled": True,
-                "bucket": config.storage.buckets.artifacts,
-                "existingSecret": {
-                    "name": config.storage.credentials_secret,
-                    "keyOfAccessKeyId": "AWS_ACCESS_KEY_ID",
-                    "keyOfSecretAccessKey": "AWS_SECRET_ACCESS_KEY",
-                },
-            }
-        },
+        "artifactRoot": artifact_store(config, storage),
         "auth": {
             "existingAdminSecret": {
                 "name": config.mlflow.credentials_secret,
@@ -86,6 +101,11 @@ def mlflow_computed_values(config: StackConfig, server: DatabaseServer) -> dict[
         },
         "extraEnvVars": extra_env,
         "serverAllowedHosts": allowed_hosts(config),
+        # Named here: the MLflow storage role's trust policy names it.
+        "serviceAccount": {
+            "name": MLFLOW_SERVICE_ACCOUNT,
+            "annotations": storage.role_annotations(MLFLOW_STORAGE),
+        },
     }
 
 
@@ -94,6 +114,7 @@ def declare_mlflow(
     provider: k8s.Provider,
     file_values: dict[str, Any],
     server: DatabaseServer,
+    storage: StorageAccess,
     depends_on: list[pulumi.Resource],
 ) -> k8s.helm.v3.Release:
     return helm_release(
@@ -101,7 +122,7 @@ def declare_mlflow(
         charts.MLFLOW,
         release_name=MLFLOW_RELEASE,
         namespace=config.namespaces["mlflow"],
-        values=merge(file_values, mlflow_computed_values(config, server)),
+        values=merge(file_values, mlflow_computed_values(config, server, storage)),
         provider=provider,
         depends_on=depends_on,
     )

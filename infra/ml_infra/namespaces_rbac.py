@@ -16,9 +16,10 @@ import pulumi_kubernetes as k8s
 
 from ml_infra.config import StackConfig
 from ml_infra.conventions import GPU_RESOURCE, TEAM_LABEL
-from ml_infra.endpoints import AIRFLOW_RELEASE
+from ml_infra.endpoints import AIRFLOW_SERVICE_ACCOUNTS, airflow_task_runner
 from ml_infra.kube import k8s_opts, metadata
-from ml_infra.team_identities import team_identities
+from ml_infra.resources import StorageAccess
+from ml_infra.team_identities import TeamIdentity, team_identities
 
 POD_LAUNCHER_ROLE = "airflow-pod-launcher"
 DEPLOYER_ROLE = "ml-deployer"
@@ -81,8 +82,10 @@ def _pod_security(config: StackConfig, role: str, workloads: set[str]) -> dict[s
 
 def airflow_pod_launchers(config: StackConfig) -> list[str]:
     """Airflow's service accounts (chart naming) that run KubernetesPodOperator code."""
-    runner = "scheduler" if config.airflow.executor == "LocalExecutor" else "worker"
-    return [f"{AIRFLOW_RELEASE}-{runner}", f"{AIRFLOW_RELEASE}-triggerer"]
+    return [
+        AIRFLOW_SERVICE_ACCOUNTS[airflow_task_runner(config)],
+        AIRFLOW_SERVICE_ACCOUNTS["triggerer"],
+    ]
 
 
 def declare_namespaces(
@@ -99,8 +102,23 @@ def declare_namespaces(
     }
 
 
+def _team_account_metadata(
+    config: StackConfig, identity: TeamIdentity, storage: StorageAccess
+) -> dict:
+    meta = metadata(
+        identity.service_account, config.namespaces["training"], {TEAM_LABEL: identity.team}
+    )
+    annotations = storage.role_annotations(identity.storage_identity)
+    if annotations:
+        meta["annotations"] = annotations
+    return meta
+
+
 def declare_service_accounts(
-    config: StackConfig, provider: k8s.Provider, namespaces: dict[str, k8s.core.v1.Namespace]
+    config: StackConfig,
+    provider: k8s.Provider,
+    namespaces: dict[str, k8s.core.v1.Namespace],
+    storage: StorageAccess,
 ) -> list[k8s.core.v1.ServiceAccount]:
     accounts = config.service_accounts
     # (role, namespace role, needs an API token)
@@ -118,16 +136,12 @@ def declare_service_accounts(
         )
         for role, ns_role, token in wanted
     ]
-    # A team's pods run as the team (no API token: they never call Kubernetes); the account
-    # is what a cloud identity (IRSA, Workload Identity) would be bound to.
+    # A team's pods run as the team (no API token: they never call Kubernetes); on AWS the
+    # account carries the team's storage role, which EKS hands its pods as a web identity.
     teams = [
         k8s.core.v1.ServiceAccount(
             f"sa-{identity.service_account}",
-            metadata=metadata(
-                identity.service_account,
-                config.namespaces["training"],
-                {TEAM_LABEL: identity.team},
-            ),
+            metadata=_team_account_metadata(config, identity, storage),
             automount_service_account_token=False,
             opts=k8s_opts(provider, [namespaces["training"]]),
         )

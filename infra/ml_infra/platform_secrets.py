@@ -43,27 +43,34 @@ def connection_env_name(connection_id: str) -> str:
     return f"AIRFLOW_CONN_{connection_id.upper()}"
 
 
-def storage_connection(config: StackConfig, access_key_id: str, secret_key: str) -> str:
-    """The Airflow `aws` connection the partition sensor and remote logging use (JSON form)."""
+def storage_connection(
+    config: StackConfig, access_key_id: str | None = None, secret_key: str | None = None
+) -> str:
+    """The Airflow `aws` connection the partition sensor and remote logging use (JSON form).
+    Without a key (AWS) the provider falls back to boto3's default chain, which finds the web
+    identity token EKS mounts for the component's role."""
     extra = {"region_name": storage_region(config)}
     endpoint = storage_endpoint(config)
     if endpoint:
         extra["endpoint_url"] = endpoint
-    return json.dumps(
-        {"conn_type": "aws", "login": access_key_id, "password": secret_key, "extra": extra}
-    )
+    connection: dict[str, Any] = {"conn_type": "aws", "extra": extra}
+    if access_key_id is not None:
+        connection.update(login=access_key_id, password=secret_key)
+    return json.dumps(connection)
 
 
 def database_url(server: DatabaseServer, user: str, password: str, host: str) -> str:
     return f"postgresql://{user}:{password}@{host}:{server.port}/{user}?sslmode={server.sslmode}"
 
 
-def storage_env(config: StackConfig, key: StorageKey) -> dict[str, Any]:
-    return {
-        "AWS_ACCESS_KEY_ID": key.access_key_id,
-        "AWS_SECRET_ACCESS_KEY": key.secret_access_key,
-        "AWS_DEFAULT_REGION": storage_region(config),
-    }
+def storage_env(config: StackConfig, key: StorageKey | None) -> dict[str, Any]:
+    """A storage identity's environment: its key where it has one; without (AWS, IRSA) the
+    SDKs' default chains use the AWS_ROLE_ARN and token file EKS injects into the pod."""
+    env: dict[str, Any] = {"AWS_DEFAULT_REGION": storage_region(config)}
+    if key is not None:
+        env["AWS_ACCESS_KEY_ID"] = key.access_key_id
+        env["AWS_SECRET_ACCESS_KEY"] = key.secret_access_key
+    return env
 
 
 def mlflow_login(user: str, password: pulumi.Output[str]) -> dict[str, Any]:
@@ -81,13 +88,15 @@ def declare_credentials_secrets(
 
     The MLflow admin and the artifact store's key stay in the mlflow namespace (the server's);
     a team's pods get the team's MLflow login and dataset key in the training namespace, its
-    model servers the team's read-only login in the serving namespace."""
+    model servers the team's read-only login in the serving namespace. On AWS the storage
+    Secrets hold no key, only the region: pods get their identity's role through their
+    service account (IRSA)."""
     wanted: list[tuple[str, str, str, dict[str, Any]]] = [
         (
             "storage-credentials-mlflow",
             config.storage.credentials_secret,
             "mlflow",
-            storage_env(config, storage.keys[MLFLOW_STORAGE]),
+            storage_env(config, storage.key(MLFLOW_STORAGE)),
         ),
         (
             "mlflow-credentials-mlflow",
@@ -115,7 +124,7 @@ def declare_credentials_secrets(
                 identity.storage_secret,
                 identity.storage_secret,
                 "training",
-                storage_env(config, storage.keys[identity.storage_identity]),
+                storage_env(config, storage.key(identity.storage_identity)),
             ),
             (
                 identity.serving_secret,
@@ -205,10 +214,13 @@ def declare_airflow_secrets(
 ) -> list[pulumi.Resource]:
     ns = config.namespaces["airflow"]
     connection_env = connection_env_name(config.storage.airflow_connection)
-    key = storage.keys[AIRFLOW_STORAGE]
-    connection = pulumi.Output.all(key.access_key_id, key.secret_access_key).apply(
-        lambda keys: storage_connection(config, *keys)
-    )
+    key = storage.key(AIRFLOW_STORAGE)
+    if key is None:
+        connection: Any = storage_connection(config)
+    else:
+        connection = pulumi.Output.all(key.access_key_id, key.secret_access_key).apply(
+            lambda keys: storage_connection(config, *keys)
+        )
     wanted = {
         AIRFLOW_FERNET_SECRET: {"fernet-key": generated.airflow_fernet_key},
         AIRFLOW_API_SECRET: {"api-secret-key": generated.airflow_api_secret_key},

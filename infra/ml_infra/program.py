@@ -72,8 +72,9 @@ def _kind_foundation(config: StackConfig, generated: GeneratedSecrets):
 
 def _aws_foundation(config: StackConfig, generated: GeneratedSecrets):
     opts = pulumi.ResourceOptions(provider=aws.Provider("aws", region=config.aws.region))
-    cluster, network = declare_eks_cluster(config, opts)
-    storage = declare_s3_storage(config, opts)
+    cluster, network, oidc = declare_eks_cluster(config, opts)
+    # Each storage identity's IAM role trusts the cluster's OIDC provider (IRSA).
+    storage = declare_s3_storage(config, oidc, opts)
     server = declare_rds(config, network, generated.postgres_admin_password, opts)
     namespaces = declare_namespaces(config, cluster.provider)
     admin = declare_postgres_admin_secret(
@@ -103,7 +104,7 @@ def declare_platform(config: StackConfig, values: ValuesFiles) -> None:
     cluster, namespaces, storage, admin, server = FOUNDATIONS[config.cloud](config, generated)
     provider = cluster.provider
 
-    declare_service_accounts(config, provider, namespaces)
+    declare_service_accounts(config, provider, namespaces, storage)
     declare_rbac(config, provider, namespaces)
     declare_gpu_quota(config, provider, namespaces)
     declare_network_policies(config, provider, namespaces, cluster.storage_cidrs)
@@ -125,6 +126,7 @@ def declare_platform(config: StackConfig, values: ValuesFiles) -> None:
         provider,
         values.mlflow,
         server,
+        storage,
         depends_on=[database_setup, *credentials, *storage.ready, *cluster.ready],
     )
     declare_mlflow_users(config, provider, generated, depends_on=[mlflow, *credentials])
@@ -133,6 +135,7 @@ def declare_platform(config: StackConfig, values: ValuesFiles) -> None:
         provider,
         values.airflow,
         generated,
+        storage,
         depends_on=[database_setup, *airflow_secrets, *credentials, mlflow, *cluster.ready],
     )
 

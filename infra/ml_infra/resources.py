@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
+# EKS's pod identity webhook gives pods of an annotated service account a web identity token
+# and AWS_ROLE_ARN / AWS_WEB_IDENTITY_TOKEN_FILE, which the SDKs' default chains use.
+IRSA_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
+
 
 @dataclass(frozen=True)
 class ClusterAccess:
@@ -26,10 +30,24 @@ class StorageKey:
 
 @dataclass(frozen=True)
 class StorageAccess:
-    # One key per storage identity (ml_infra.team_identities.storage_grants), each reaching
-    # only what that identity is granted.
-    keys: dict[str, StorageKey]
+    # Per storage identity (ml_infra.team_identities.storage_grants) either a key (kind, GCP)
+    # or the ARN of an IAM role its service accounts assume (AWS, IRSA), each reaching only
+    # what that identity is granted.
+    keys: dict[str, StorageKey] = field(default_factory=dict)
+    role_arns: dict[str, pulumi.Output[str]] = field(default_factory=dict)
     ready: list[pulumi.Resource] = field(default_factory=list)
+
+    def key(self, identity: str) -> StorageKey | None:
+        """The identity's key; None where it has a role instead (every identity has one)."""
+        if identity in self.role_arns:
+            return None
+        return self.keys[identity]
+
+    def role_annotations(self, identity: str) -> dict[str, pulumi.Output[str]]:
+        """The service account annotation that lets EKS hand a pod the identity's role."""
+        if identity not in self.role_arns:
+            return {}
+        return {IRSA_ROLE_ANNOTATION: self.role_arns[identity]}
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,30 @@
-"""AWS: the three buckets in S3, and per storage identity an IAM user whose key reaches only
-its grants (a bucket, or a prefix of one)."""
+"""AWS: the three buckets in S3, and per storage identity an IAM role that reaches only its
+grants (a bucket, or a prefix of one) and that only the identity's Kubernetes service accounts
+may assume (IRSA): no long-lived key exists to leak or rotate."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pulumi
 import pulumi_aws as aws
 
+from ml_infra.cluster_eks import service_account_role
 from ml_infra.config import StackConfig
-from ml_infra.resources import StorageAccess, StorageKey
-from ml_infra.team_identities import StorageGrant, storage_grants
+from ml_infra.resources import StorageAccess
+from ml_infra.team_identities import StorageGrant, storage_grants, storage_service_accounts
+
+ROLE_NAME_MAX = 64  # IAM's limit on a role's name
+
+
+def role_name(environment: str, identity: str) -> str:
+    """`ml-platform-<env>-<identity>`, shortened with a hash of the whole where too long."""
+    wanted = f"ml-platform-{environment}-{identity}"
+    if len(wanted) <= ROLE_NAME_MAX:
+        return wanted
+    digest = hashlib.sha256(wanted.encode()).hexdigest()[:6]
+    return f"{wanted[: ROLE_NAME_MAX - 7].rstrip('-')}-{digest}"
 
 
 def _bucket(name: str, opts: pulumi.ResourceOptions) -> aws.s3.Bucket:
@@ -56,20 +70,27 @@ def identity_policy(grants: list[StorageGrant]) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
 
-def declare_s3_storage(config: StackConfig, opts: pulumi.ResourceOptions) -> StorageAccess:
-    """The buckets, and one IAM user per storage identity with a policy of its grants only."""
+def declare_s3_storage(
+    config: StackConfig, oidc: aws.iam.OpenIdConnectProvider, opts: pulumi.ResourceOptions
+) -> StorageAccess:
+    """The buckets, and one IAM role per storage identity with a policy of its grants only,
+    assumable by web identity by the identity's service accounts on this cluster only."""
     names = config.storage.buckets
     buckets = [_bucket(name, opts) for name in (names.datasets, names.artifacts, names.logs)]
     # The policies name the buckets by ARN: created after them.
     after = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=buckets))
-    keys = {}
+    accounts = storage_service_accounts(config)
+    role_arns = {}
     for name, grants in storage_grants(config).items():
-        user = aws.iam.User(
-            f"storage-{name}", name=f"ml-platform-{config.environment}-{name}", opts=opts
+        role = service_account_role(
+            f"storage-{name}",
+            oidc,
+            accounts[name],
+            opts,
+            role_name=role_name(config.environment, name),
         )
-        aws.iam.UserPolicy(
-            f"storage-{name}", user=user.name, policy=identity_policy(grants), opts=after
+        aws.iam.RolePolicy(
+            f"storage-{name}", role=role.id, policy=identity_policy(grants), opts=after
         )
-        key = aws.iam.AccessKey(f"storage-{name}", user=user.name, opts=opts)
-        keys[name] = StorageKey(pulumi.Output.secret(key.id), pulumi.Output.secret(key.secret))
-    return StorageAccess(keys, ready=buckets)
+        role_arns[name] = role.arn
+    return StorageAccess(role_arns=role_arns, ready=buckets)

@@ -14,6 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ml_infra.config import PLATFORM_TEAM, StackConfig, team_service_account
+from ml_infra.endpoints import (
+    AIRFLOW_SERVICE_ACCOUNTS,
+    MLFLOW_SERVICE_ACCOUNT,
+    airflow_task_runner,
+)
 
 # Below the datasets bucket (ml_platform.model_specs.dataset_prefix): a team's data lives
 # under teams/<team>/; the platform's own model keeps daily/ and prepared/ at the top.
@@ -106,3 +111,26 @@ def storage_grants(config: StackConfig) -> dict[str, list[StorageGrant]]:
             for prefix in identity.dataset_prefixes
         ]
     return grants
+
+
+def airflow_storage_components(config: StackConfig) -> list[str]:
+    """Airflow's components (chart values keys) that reach storage: the task runner writes
+    task logs and pokes the partition sensors, the triggerer runs the deferred sensors and
+    writes trigger logs, the API server reads the logs back."""
+    return [airflow_task_runner(config), "triggerer", "apiServer"]
+
+
+def storage_service_accounts(config: StackConfig) -> dict[str, list[tuple[str, str]]]:
+    """Each storage identity's users as (namespace, service account): on AWS exactly these
+    may assume the identity's IAM role."""
+    ns = config.namespaces
+    accounts = {
+        MLFLOW_STORAGE: [(ns["mlflow"], MLFLOW_SERVICE_ACCOUNT)],
+        AIRFLOW_STORAGE: [
+            (ns["airflow"], AIRFLOW_SERVICE_ACCOUNTS[component])
+            for component in airflow_storage_components(config)
+        ],
+    }
+    for identity in team_identities(config):
+        accounts[identity.storage_identity] = [(ns["training"], identity.service_account)]
+    return accounts

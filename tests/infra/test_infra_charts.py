@@ -173,7 +173,10 @@ def test_mlflow_values(stack: str):
     s3 = values["artifactRoot"]["s3"]
     assert s3["enabled"] is True
     assert s3["bucket"] == declared(stack).outputs["buckets"]["artifacts"]
-    assert s3["existingSecret"]["name"] == "ml-storage-credentials"
+    if stack == "prod":  # the server's service account assumes the MLflow role (IRSA)
+        assert "existingSecret" not in s3
+    else:
+        assert s3["existingSecret"]["name"] == "ml-storage-credentials"
     assert values["backendStore"]["postgres"]["database"] == "mlflow"
     assert values["backendStore"]["existingDatabaseSecret"]["name"] == "mlflow-database"
     assert values["auth"]["postgres"]["database"] == "mlflow_auth"
