@@ -1,7 +1,8 @@
 """`trainer [--xcom-path PATH] <subcommand>`: the entry point the Airflow DAGs call.
 
 Each subcommand writes its result as JSON to the XCom path and logs it as one line.
-Exit codes: 0 success, 1 a TrainerError (one line on stderr), 2 a usage error.
+Exit codes: 0 success, 1 a TrainerError or an unreachable MLflow / storage endpoint (one
+line on stderr), 2 a usage error.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ml_contract import SPEC_ENV
+from trainer.dependencies import bounded_dependencies, unreachable
 from trainer.errors import TrainerError
 from trainer.hyperparams import OPTIMIZERS, Hyperparams
 from trainer.xcom import DEFAULT_XCOM_PATH, XCOM_ENV, write_xcom, xcom_path
@@ -292,15 +294,27 @@ def configure_logging() -> None:
     root.setLevel(logging.INFO)
 
 
+def one_line_error(exc: BaseException) -> str | None:
+    """What main prints for an expected failure: an unreachable MLflow or storage endpoint
+    (whatever error it surfaced as) or a TrainerError; None for anything else."""
+    message = unreachable(exc)
+    if message is None and isinstance(exc, TrainerError):
+        message = str(exc)
+    return None if message is None else " ".join(message.split())  # one line, always
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
     try:
-        path = xcom_path(args.xcom_path)
-        result = args.handler(args)
-        write_xcom(result, path)
-    except TrainerError as exc:
-        message = " ".join(str(exc).split())  # one line, whatever the cause put in it
+        with bounded_dependencies():
+            path = xcom_path(args.xcom_path)
+            result = args.handler(args)
+            write_xcom(result, path)
+    except Exception as exc:
+        message = one_line_error(exc)
+        if message is None:
+            raise  # a bug: the traceback is what helps
         print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
         return 1
     log.info("%s: %s", args.command, json.dumps(result, sort_keys=True))

@@ -9,6 +9,8 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
+from trainer.dependencies import raise_if_unreachable
+
 log = logging.getLogger(__name__)
 
 CHAMPION_ALIAS = "champion"
@@ -43,5 +45,6 @@ def run_artifact_dict(version: ModelVersion | None, artifact: str) -> dict[str, 
     try:
         return mlflow.artifacts.load_dict(f"runs:/{version.run_id}/{artifact}")
     except (MlflowException, OSError) as exc:
+        raise_if_unreachable(exc)  # MLflow being down is not "no artifact"
         log.info("run %s has no %s (%s)", version.run_id, artifact, exc)
         return None

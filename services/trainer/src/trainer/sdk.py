@@ -202,16 +202,20 @@ def entrypoint(
     argv: Sequence[str] | None = None,
 ) -> int:
     """Parse, run `handler`, write its result as the XCom; one-line errors, exit 1."""
-    from trainer.cli import configure_logging
+    from trainer.cli import configure_logging, one_line_error
+    from trainer.dependencies import bounded_dependencies
 
     args = parser.parse_args(argv)
     configure_logging()
     try:
-        path = xcom_path(getattr(args, "xcom_path", None))
-        result = handler(args)
-        write_xcom(result, path)
-    except TrainerError as exc:
-        message = " ".join(str(exc).split())
+        with bounded_dependencies():
+            path = xcom_path(getattr(args, "xcom_path", None))
+            result = handler(args)
+            write_xcom(result, path)
+    except Exception as exc:
+        message = one_line_error(exc)
+        if message is None:
+            raise
         print(f"{parser.prog}: error: {message}", file=sys.stderr)
         return 1
     log.info("%s: %s", parser.prog, json.dumps(result, sort_keys=True, default=str))

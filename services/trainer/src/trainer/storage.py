@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from trainer.dependencies import bound
 from trainer.errors import StorageError
 
 _DEFAULT_REGION = "us-east-1"
@@ -60,11 +61,8 @@ def _s3_filesystem() -> pafs.S3FileSystem:
     endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
     # An explicit region avoids a slow lookup that fails outside AWS.
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    options: dict[str, Any] = {
-        "region": region or _DEFAULT_REGION,
-        "connect_timeout": 10,
-        "request_timeout": 60,
-    }
+    # Timeouts and retries within ML_PLATFORM_DEPENDENCY_TIMEOUT: a dead endpoint fails fast.
+    options: dict[str, Any] = {"region": region or _DEFAULT_REGION, **bound().pyarrow_s3_options()}
     if endpoint:
         parsed = urlparse(endpoint)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
