@@ -4,9 +4,11 @@ in-process or as the real console script."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,3 +139,58 @@ class LocalDeployer:
 
     def state(self, model_name: str) -> dict[str, Any]:
         return LocalTarget(self.state_dir, model_name).load_state()
+
+
+class FakeEndpoint:
+    """A TCP endpoint on 127.0.0.1 that counts connections and either answers 503 to every
+    request or never answers at all: a dependency that is up but broken, to count how many
+    attempts a client makes."""
+
+    def __init__(self, answer_503: bool) -> None:
+        self.answer_503 = answer_503
+        self.connections = 0
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
+        self._server.settimeout(0.2)
+        self._open: list[socket.socket] = []
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                conn, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            self._open.append(conn)  # kept open: a hanging server never closes either
+            if self.answer_503:
+                conn.settimeout(5)
+                try:
+                    conn.recv(65536)
+                    conn.sendall(
+                        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                        b"Connection: close\r\n\r\n"
+                    )
+                except OSError:
+                    pass
+                conn.close()
+
+    def __enter__(self) -> FakeEndpoint:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=10)
+        for conn in self._open:
+            conn.close()
+        self._server.close()
+
+
+def closed_port_url() -> str:
+    """http://127.0.0.1:<a port nobody listens on>: connections are refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"

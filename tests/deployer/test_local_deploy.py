@@ -180,7 +180,8 @@ def test_status_reports_when_alias_and_server_disagree(
     MlflowClient().set_registered_model_alias(model_name, "champion", "1")  # by hand
     drifted = local_deployer("status", "--model-name", model_name)
 
-    assert drifted.code == 0, drifted.stderr
+    assert drifted.code == 3, drifted.stderr  # out of sync: neither success nor a failure
+    assert drifted.stderr == ""
     assert drifted.xcom["in_sync"] is False
     assert drifted.xcom["status"] == "out_of_sync"
     assert (drifted.xcom["champion"], drifted.xcom["serving"]) == ("1", "2")

@@ -3,7 +3,8 @@
 deploy, rollback and status write their result as JSON to the XCom path and log progress to
 stdout. A failure exits 1 with exactly one line on stderr,
 `deployer <command>: failed at <step>: <why>`: everything else that would reach stderr
-(MLflow's own messages, warnings) is sent to stdout while a command runs.
+(MLflow's own messages, warnings) is sent to stdout while a command runs. `status` exits 3
+when the champion and what serves disagree (its XCom and line are written all the same).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from contextlib import contextmanager, redirect_stderr
 from pathlib import Path
 from typing import Any, NoReturn
 
+from deployer.dependencies import BadBound, bounded_dependencies, unreachable
+from deployer.dependencies import bound as dependency_bound
 from deployer.errors import StepFailed, one_line
 
 log = logging.getLogger("deployer")
@@ -28,6 +31,9 @@ DEFAULT_XCOM_PATH = "/airflow/xcom/return.json"  # where KubernetesPodOperator r
 TARGET_ENV = "DEPLOYER_TARGET"
 TARGETS = ("local", "kubernetes")
 LOCK_TIMEOUT_S = 300.0
+# `status` when the champion alias and what serves disagree (1 is a failure, 2 a usage error):
+# a monitoring job or a shell script can tell the two apart.
+OUT_OF_SYNC_EXIT = 3
 # Passed on to the model server pods: where MLflow and its artifact store are.
 POD_ENV_PASSTHROUGH = ("MLFLOW_TRACKING_URI", "AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL")
 
@@ -142,9 +148,13 @@ def _run(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         raise StepFailed("config", "MLFLOW_TRACKING_URI is not set")
+    try:
+        dependency_bound()
+    except BadBound as exc:
+        raise StepFailed("config", str(exc)) from None
     target = _make_target(args)
     registry = Registry()
-    with target.exclusive(LOCK_TIMEOUT_S):
+    with bounded_dependencies(), target.exclusive(LOCK_TIMEOUT_S):
         if args.command == "deploy":
             result = workflow.deploy(
                 registry,
@@ -245,9 +255,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"deployer {args.command}: failed at {args.command}: {exc}", file=errors)
             return 1
         except Exception as exc:  # a bug or an unforeseen error: still one line on stderr
-            log.exception("unexpected error")
-            why = f"{type(exc).__name__}: {one_line(exc)}"
+            why = unreachable(exc)
+            if why is None:  # a dependency that is down needs no traceback; anything else does
+                log.exception("unexpected error")
+                why = f"{type(exc).__name__}: {one_line(exc)}"
             print(f"deployer {args.command}: failed at {args.command}: {why}", file=errors)
             return 1
     print(line, flush=True)
+    if args.command == "status" and not result["in_sync"]:
+        return OUT_OF_SYNC_EXIT
     return 0

@@ -191,12 +191,48 @@ class Registry:
         log.info("registered %s as %s v%s", run_model.uri, name, version.version)
         return version, True
 
-    def aliases(self, name: str, step: str) -> dict[str, str]:
+    def aliases(self, name: str, step: str, missing_ok: bool = False) -> dict[str, str]:
+        """Alias → version; with `missing_ok`, {} for a model not registered yet."""
         try:
             return dict(self.client.get_registered_model(name).aliases)
         except MlflowException as exc:
+            if missing_ok and _missing(exc):
+                return {}
             why = f"registered model {name!r} not found" if _missing(exc) else one_line(exc)
             raise StepFailed(step, why) from None
+
+    def unlink_from_history(self, name: str, version: str, newest: str) -> None:
+        """Take `version` out of the rollback history that runs back from `newest` (each
+        version's previous_champion tag), joining its neighbours: an older version deployed
+        again then appears once, as the newest, and a rollback never comes back round to it."""
+        seen: set[str] = set()
+        current: str | None = newest
+        while current and current not in seen:  # `seen` also stops a loop written earlier
+            seen.add(current)
+            before = self.version(name, current, "promote").tags.get(PREVIOUS_CHAMPION_TAG)
+            if before != version:
+                current = before
+                continue
+            skipped = self.version(name, version, "promote").tags.get(PREVIOUS_CHAMPION_TAG)
+            try:
+                if skipped and skipped != current:
+                    self.client.set_model_version_tag(name, current, PREVIOUS_CHAMPION_TAG, skipped)
+                else:
+                    self.client.delete_model_version_tag(name, current, PREVIOUS_CHAMPION_TAG)
+            except MlflowException as exc:
+                why = f"cannot take v{version} out of the history of v{current}: {one_line(exc)}"
+                raise StepFailed("promote", why) from None
+            log.info("v%s now rolls back to %s", current, f"v{skipped}" if skipped else "nothing")
+            return
+
+    def record_failure(self, name: str, version: str, tags: dict[str, str]) -> None:
+        """Tag a version that failed a rollout with what failed; a warning if MLflow refuses
+        (the command fails anyway, with the same reason)."""
+        try:
+            for key, value in tags.items():
+                self.client.set_model_version_tag(name, version, key, value)
+        except MlflowException as exc:
+            log.warning("could not tag %s v%s with its failure: %s", name, version, one_line(exc))
 
     def version(self, name: str, version: str, step: str) -> ModelVersion:
         try:
@@ -212,8 +248,16 @@ class Registry:
         # Deleting an alias that is not set is not an error in MLflow: safe to call always.
         self.client.delete_registered_model_alias(name, alias)
 
-    def promote(self, name: str, version: str, previous: str | None, tags: dict[str, Any]) -> None:
-        """Champion → `version` with its deploy record; the alias is put back if tagging fails."""
+    def promote(
+        self,
+        name: str,
+        version: str,
+        previous: str | None,
+        tags: dict[str, Any],
+        clear: tuple[str, ...] = (),
+    ) -> None:
+        """Champion → `version` with its deploy record (tags set, `clear` tags deleted); the
+        alias is put back if tagging fails."""
         try:
             self.set_alias(name, CHAMPION, version)
         except MlflowException as exc:
@@ -223,6 +267,8 @@ class Registry:
         try:
             for key, value in tags.items():
                 self.client.set_model_version_tag(name, version, key, str(value))
+            for key in clear:
+                self.client.delete_model_version_tag(name, version, key)
         except MlflowException as exc:
             try:
                 if previous:

@@ -49,6 +49,46 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+# Written on a version whose rollout failed (deploy, or rollback to it), cleared when it is
+# next promoted: the registry shows which versions failed, at which step and why.
+FAILED_STEP_TAG = "failed_step"
+FAILED_TAGS = (FAILED_STEP_TAG, "failed_command", "failed_reason", "failed_at")
+INTERRUPTED = "interrupted"  # the step recorded for a deploy killed before it finished
+TAG_VALUE_LIMIT = 500
+
+
+def _failure_tags(command: str, step: str, why: str) -> dict[str, str]:
+    values = (step, command, why[:TAG_VALUE_LIMIT], _now())
+    return dict(zip(FAILED_TAGS, values, strict=True))
+
+
+def _recover(
+    registry: Registry, target: Target, model_name: str, aliases: dict[str, str], command: str
+) -> dict[str, str]:
+    """Clean up after a command that was killed half-way (SIGKILL, a lost node): a target
+    with a real lock (local) puts its leftover servers right; a leftover `challenger` is
+    cleared and its version tagged as interrupted. The aliases as they are afterwards."""
+    champion = aliases.get(CHAMPION)
+    recover = getattr(target, "recover", None)
+    if recover is not None:
+        recover(champion)
+    stale = aliases.get(CHALLENGER)
+    # Without a lock (kubernetes) a challenger may belong to a deploy running right now: only
+    # a deploy or rollback, which the DAG never runs beside another, takes it over there.
+    if not stale or (recover is None and command == "status"):
+        return aliases
+    log.info("clearing %s v%s left by an interrupted deploy", CHALLENGER, stale)
+    try:
+        registry.clear_alias(model_name, CHALLENGER)
+    except MlflowException as exc:
+        why = f"cannot clear {CHALLENGER} v{stale} left by an interrupted deploy: {one_line(exc)}"
+        raise StepFailed("recover", why) from None
+    if stale != champion:
+        why = f"the deploy was interrupted before it finished (found by {command})"
+        registry.record_failure(model_name, stale, _failure_tags("deploy", INTERRUPTED, why))
+    return {alias: version for alias, version in aliases.items() if alias != CHALLENGER}
+
+
 def _replace_serving(
     target: Target,
     revision: Revision,
@@ -105,6 +145,7 @@ def deploy(
     first_of_team = team is not None and not registry.check_owner(model_name, team)
     run_model = registry.run_model(run_id, artifact_path)
     request = smoke.smoke_request(run_model.uri, run_model.mlmodel)
+    _recover(registry, target, model_name, registry.aliases(model_name, "recover", True), "deploy")
     if first_of_team:
         registry.create_owned(model_name, team)
     serving_user = os.environ.get(SERVING_USER_ENV, "").strip()
@@ -136,11 +177,18 @@ def deploy(
         }
         if previous and previous != revision.version:  # a redeploy keeps its older record
             tags[PREVIOUS_CHAMPION_TAG] = previous
-        registry.promote(model_name, revision.version, previous, tags)
+            # An older version coming back must not stay further down the history too, or
+            # rolling back would come round to it again and again.
+            registry.unlink_from_history(model_name, revision.version, previous)
+        failed = tuple(key for key in FAILED_TAGS if key in (version.tags or {}))
+        registry.promote(model_name, revision.version, previous, tags, clear=failed)
 
     try:
         _replace_serving(target, revision, request, timeout_s, promote)
     except StepFailed as failure:
+        registry.record_failure(
+            model_name, revision.version, _failure_tags("deploy", failure.step, failure.why)
+        )
         not_cleared = _clear_challenger(registry, model_name)
         if not_cleared:
             why = f"{failure.why}; {CHALLENGER} not cleared: {not_cleared}"
@@ -167,7 +215,8 @@ def rollback(
     team = deploying_team()
     if team:
         registry.check_owner(model_name, team)
-    current = registry.aliases(model_name, "champion").get(CHAMPION)
+    aliases = registry.aliases(model_name, "champion")
+    current = aliases.get(CHAMPION)
     if not current:
         raise StepFailed("champion", f"{model_name} has no {CHAMPION} to roll back from")
     tags = registry.version(model_name, current, "champion").tags
@@ -175,9 +224,10 @@ def rollback(
     if not previous:
         why = f"{model_name} v{current} records no {PREVIOUS_CHAMPION_TAG}: nothing to roll back to"
         raise StepFailed("previous", why)
-    registry.version(model_name, previous, "previous")
+    restored = registry.version(model_name, previous, "previous")
     revision = Revision(model_name, previous)
     request = smoke.smoke_request(revision.model_uri)
+    _recover(registry, target, model_name, aliases, "rollback")
     log.info("rolling %s back from v%s to v%s on %s", model_name, current, previous, target.name)
 
     def promote() -> None:
@@ -189,9 +239,15 @@ def rollback(
             "deployed_endpoint": target.endpoint,
             "rolled_back_from": current,
         }
-        registry.promote(model_name, previous, current, record)
+        failed = tuple(key for key in FAILED_TAGS if key in (restored.tags or {}))
+        registry.promote(model_name, previous, current, record, clear=failed)
 
-    _replace_serving(target, revision, request, timeout_s, promote)
+    try:
+        _replace_serving(target, revision, request, timeout_s, promote)
+    except StepFailed as failure:
+        tags = _failure_tags("rollback", failure.step, failure.why)
+        registry.record_failure(model_name, previous, tags)
+        raise
     return {
         "model_name": model_name,
         "version": previous,
@@ -206,6 +262,7 @@ def rollback(
 def status(registry: Registry, target: Target, *, model_name: str) -> dict[str, Any]:
     """The champion alias next to what the target actually serves."""
     aliases = registry.aliases(model_name, "champion")
+    aliases = _recover(registry, target, model_name, aliases, "status")
     champion = aliases.get(CHAMPION)
     serving = target.current()
     serving_version = serving.version if serving else None

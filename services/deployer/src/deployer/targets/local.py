@@ -259,6 +259,35 @@ class LocalTarget:
             log.info("stopping the failed server v%s (pid %d)", failed["version"], failed["pid"])
             processes.stop(failed["pid"], min(timeout_s, STOP_TIMEOUT_S))
 
+    def recover(self, champion: str | None) -> None:
+        """Put right what a command killed half-way (SIGKILL) left in the state; called under
+        the lock, so any `candidate` or `retiring` server is stale. Killed after the switch
+        but before `champion` moved, the endpoint goes back to the champion's server."""
+        state = self.load_state()
+        candidate, retiring = state.get("candidate"), state.pop("retiring", None)
+        if not candidate and not retiring:
+            return
+        stale = [candidate] if candidate else []
+        server = state.get("server")
+        if (
+            retiring
+            and retiring["version"] == champion
+            and (server or {}).get("version") != champion
+            and processes.alive(retiring["pid"])
+        ):
+            log.info("the endpoint goes back to champion v%s (pid %d)", champion, retiring["pid"])
+            state["server"], retiring = retiring, server
+        if retiring:
+            stale.append(retiring)
+        state["candidate"] = None
+        self._save(state)  # traffic first, then the stale servers stop
+        for entry in stale:
+            log.info("stopping the server v%s left by an interrupted command", entry["version"])
+            try:
+                processes.stop(entry["pid"], STOP_TIMEOUT_S)
+            except (OSError, TimeoutError) as exc:
+                log.warning("server pid %d did not stop: %s", entry["pid"], exc)
+
     def stop_all(self) -> None:
         """Stop every process the state names (used to tear a local setup down)."""
         state = self.load_state()
