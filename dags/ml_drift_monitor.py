@@ -18,6 +18,7 @@ from ml_contract import SPEC_ENV
 from ml_platform.container import container_task
 from ml_platform.dag_defaults import platform_default_args
 from ml_platform.model_specs import spec_beside
+from ml_platform.notifications import run_callbacks
 from ml_platform.sensors import wait_for_partition
 from ml_platform.settings import platform_config
 
@@ -39,6 +40,8 @@ with DAG(
     ),
     tags=["ml", "monitoring"],
     doc_md=__doc__,
+    # Every run's end on the stack's channels: the drift report, or what failed and why.
+    **run_callbacks(summary_task="check_drift"),
     params={
         "model_name": Param("churn-classifier", type="string", minLength=1),
         "metric": Param("roc_auc", enum=["roc_auc", "accuracy", "f1"]),

@@ -114,6 +114,35 @@ class TeamIdentity:
         return (self.mlflow_secret, self.storage_secret)
 
 
+@dataclass(frozen=True)
+class EmailChannel:
+    """Email through an Airflow SMTP connection (host, port, login: the deployment's)."""
+
+    to: tuple[str, ...]
+    from_email: str
+    conn_id: str
+
+
+@dataclass(frozen=True)
+class SlackChannel:
+    """A Slack channel, posted to through an Airflow Slack API connection (its token)."""
+
+    channel: str
+    conn_id: str
+
+
+@dataclass(frozen=True)
+class Notifications:
+    """notifications: where task failures, run ends and missed deadlines are reported."""
+
+    email: EmailChannel | None = None
+    slack: SlackChannel | None = None
+
+    @property
+    def channels(self) -> tuple[EmailChannel | SlackChannel, ...]:
+        return tuple(c for c in (self.email, self.slack) if c is not None)
+
+
 TEAM_IDENTITY_KEYS = (
     "service_account",
     "mlflow_secret",
@@ -138,6 +167,9 @@ class PlatformConfig:
     max_sweep_combinations: int = DEFAULT_MAX_SWEEP_COMBINATIONS
     # limits.gpu_quota: GPUs the training namespace's ResourceQuota lets pods request at once.
     gpu_quota: int | None = None
+
+    # notifications: the channels every DAG reports to (none: the task logs only).
+    notifications: Notifications = field(default_factory=Notifications)
 
     @property
     def datasets_uri(self) -> str:
@@ -234,6 +266,53 @@ def _parse_teams(raw: Any) -> dict[str, TeamIdentity]:
     return teams
 
 
+def _string(raw: dict[str, Any], key: str, where: str) -> str:
+    value = _require(raw, key, where)
+    if not isinstance(value, str) or not value.strip():
+        raise PlatformConfigError(f"{CONFIG_ENV}: {where}{key} must be a non-empty string")
+    return value
+
+
+def _parse_notifications(raw: Any) -> Notifications:
+    if raw is None:
+        return Notifications()
+    if not isinstance(raw, dict):
+        raise PlatformConfigError(f"{CONFIG_ENV}: notifications must be a mapping")
+    unknown = sorted(set(raw) - {"email", "slack"})
+    if unknown:
+        raise PlatformConfigError(
+            f"{CONFIG_ENV}: notifications.{unknown[0]} is not a channel (email, slack)"
+        )
+    email = slack = None
+    if raw.get("email") is not None:
+        doc = raw["email"]
+        if not isinstance(doc, dict):
+            raise PlatformConfigError(f"{CONFIG_ENV}: notifications.email must be a mapping")
+        to = _require(doc, "to", "notifications.email.")
+        if (
+            not isinstance(to, list)
+            or not to
+            or not all(isinstance(a, str) and "@" in a for a in to)
+        ):
+            raise PlatformConfigError(
+                f"{CONFIG_ENV}: notifications.email.to must be a list of email addresses"
+            )
+        email = EmailChannel(
+            to=tuple(to),
+            from_email=_string(doc, "from", "notifications.email."),
+            conn_id=_string(doc, "conn_id", "notifications.email."),
+        )
+    if raw.get("slack") is not None:
+        doc = raw["slack"]
+        if not isinstance(doc, dict):
+            raise PlatformConfigError(f"{CONFIG_ENV}: notifications.slack must be a mapping")
+        slack = SlackChannel(
+            channel=_string(doc, "channel", "notifications.slack."),
+            conn_id=_string(doc, "conn_id", "notifications.slack."),
+        )
+    return Notifications(email=email, slack=slack)
+
+
 def _max_sweep_combinations(limits: dict[str, Any]) -> int:
     value = _optional_count(limits, "max_sweep_combinations", "limits.", minimum=1)
     return DEFAULT_MAX_SWEEP_COMBINATIONS if value is None else value
@@ -263,6 +342,7 @@ def parse_config(doc: dict[str, Any]) -> PlatformConfig:
         teams=_parse_teams(doc.get("teams")),
         max_sweep_combinations=_max_sweep_combinations(limits),
         gpu_quota=_optional_count(limits, "gpu_quota", "limits.", minimum=0),
+        notifications=_parse_notifications(doc.get("notifications")),
     )
 
 

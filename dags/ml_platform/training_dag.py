@@ -4,6 +4,10 @@
     combination) >> select_best >> evaluate (vs the @champion) >> deploy_or_skip
     >> deploy | skip_deploy >> notify
 
+Every run reports its end on the stack's channels (notify's summary, or the task that failed
+and why), every task its own final failure, and a run not done `deadline` after it was queued
+is reported by an Airflow deadline alert (ml_platform.notifications).
+
 deploy_or_skip follows evaluate's verdict; on a day that drifted from the champion's
 training data it first waits for a person to approve (ml_platform.approval).
 
@@ -35,6 +39,7 @@ from ml_platform.deployer_rules import SERVING_USER_ENV
 from ml_platform.deployer_rules import TEAM_ENV as DEPLOYER_TEAM_ENV
 from ml_platform.local.partitions import register_demo_source
 from ml_platform.model_specs import model_dataset_prefix, team_image, team_of
+from ml_platform.notifications import run_callbacks, run_deadline
 from ml_platform.sensors import wait_for_partition
 from ml_platform.settings import PlatformConfig, platform_config, runtime
 from ml_platform.sweep import (
@@ -46,6 +51,9 @@ from ml_platform.sweep import (
     team_trainer_arguments,
     trainer_arguments,
 )
+
+# Long enough for a day's data arriving late (wait_for_data gives it 6 hours) and a sweep.
+DEFAULT_DEADLINE = timedelta(hours=8)
 
 
 @dataclass(frozen=True)
@@ -105,6 +113,7 @@ def training_dag(
     execution_timeout: timedelta = timedelta(hours=2),
     retries: int = 2,
     local_source: str | None = None,
+    deadline: timedelta | None = DEFAULT_DEADLINE,
     config: PlatformConfig | None = None,
 ) -> DAG:
     """The training pipeline of `spec` (see the module doc), one run per schedule interval.
@@ -118,7 +127,8 @@ def training_dag(
     data stands in for this model's partitions in the local runtime (`make run-dag`).
     `max_parallel` (trials at once) defaults to what the stack runs side by side: the GPU
     pool's nodes and the training GPU quota (ml_platform.capacity), so a sweep queues in
-    Airflow instead of in Pending or quota-refused pods.
+    Airflow instead of in Pending or quota-refused pods. `deadline`: a run not done that long
+    after it was queued notifies the stack's channels (None: no deadline alert).
     """
     config = config or platform_config()
     team = team_of(spec.source)
@@ -157,6 +167,9 @@ def training_dag(
         ),
         tags=list(tags),
         doc_md=doc_md,
+        # The end of every run, success or failure: notify's summary, or what failed and why.
+        **run_callbacks(summary_task="notify"),
+        deadline=run_deadline(deadline, config) if deadline else None,
         params={
             "model_name": Param(spec.model, type="string", minLength=1),
             **sweep_params,
@@ -302,7 +315,10 @@ def training_dag(
 
         @task(trigger_rule="none_failed_min_one_success")
         def notify(**context: Any) -> dict[str, Any]:
-            """Report the run: best params and metrics, the decision, what serves now."""
+            """The run's summary: best params and metrics, the decision, what serves now.
+
+            The DAG's success callback sends it on the stack's channels (run_callbacks).
+            """
             ti = context["ti"]
             best_run = ti.xcom_pull(task_ids="select_best")
             evaluation = ti.xcom_pull(task_ids="evaluate")

@@ -21,6 +21,7 @@ from ml_infra.endpoints import AIRFLOW_RELEASE, AIRFLOW_SERVICE_ACCOUNTS
 from ml_infra.generated_secrets import GeneratedSecrets
 from ml_infra.helm_release import helm_release
 from ml_infra.helm_values import merge
+from ml_infra.notifications import chart_secret_env
 from ml_infra.platform_document import platform_document
 from ml_infra.platform_secrets import (
     AIRFLOW_ADMIN_SECRET,
@@ -192,7 +193,9 @@ def airflow_computed_values(
                 "envName": connection_env_name(connection),
                 "secretName": AIRFLOW_STORAGE_CONNECTION_SECRET,
                 "secretKey": connection_env_name(connection),
-            }
+            },
+            # The notification channels' connections (ml_infra.notifications), if any.
+            *chart_secret_env(config),
         ],
         "airflowLocalSettings": AIRFLOW_LOCAL_SETTINGS,
         "config": {

@@ -46,6 +46,12 @@ _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _CONN_ID = re.compile(r"^[a-z][a-z0-9_]*$")
 _REGION = re.compile(r"^[a-z]+(-[a-z]+)+-?\d+$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+# How Airflow talks to the SMTP server: STARTTLS on 587, TLS from the start on 465, or plain.
+SMTP_SECURITY = ("starttls", "ssl", "none")
+# Secrets of the notifications, set with `pulumi config set --secret`, never in values.
+SMTP_PASSWORD_KEY = "notifications_smtp_password"
+SLACK_TOKEN_KEY = "notifications_slack_token"
 
 
 @dataclass(frozen=True)
@@ -174,6 +180,29 @@ class KindCluster:
 
 
 @dataclass(frozen=True)
+class EmailNotifications:
+    to: tuple[str, ...]
+    sender: str
+    smtp_host: str
+    smtp_port: int
+    security: str  # SMTP_SECURITY
+    smtp_user: str | None = None  # its password: the secret SMTP_PASSWORD_KEY
+
+
+@dataclass(frozen=True)
+class SlackNotifications:
+    channel: str  # the token: the secret SLACK_TOKEN_KEY
+
+
+@dataclass(frozen=True)
+class Notifications:
+    """Where Airflow reports failed tasks, every run's end and missed deadlines."""
+
+    email: EmailNotifications | None = None
+    slack: SlackNotifications | None = None
+
+
+@dataclass(frozen=True)
 class StackConfig:
     environment: str
     cloud: str
@@ -193,6 +222,8 @@ class StackConfig:
     max_sweep_combinations: int = 16
     # The ML teams (dags/teams/<team>/) that get identities of their own on this stack.
     teams: tuple[str, ...] = ()
+    # notifications: the channels; none configured, failures are seen on the Airflow UI only.
+    notifications: Notifications = Notifications()
 
     @property
     def gpu_pools(self) -> tuple[Pool, ...]:
@@ -696,6 +727,91 @@ def _teams(root: Section, service_accounts: dict[str, str]) -> tuple[str, ...]:
     return tuple(teams)
 
 
+def _email_notifications(notifications: Section, root: Section) -> EmailNotifications | None:
+    email = notifications.section("email", required=False)
+    if email is None:
+        return None
+    to = email.list("to")
+    if not to:
+        raise StackConfigError(f"{email.key('to')}: list at least one recipient")
+    for index, address in enumerate(to):
+        if not isinstance(address, str) or not _EMAIL.match(address):
+            raise StackConfigError(f"{email.key('to')}[{index}]: {address!r} is not an address")
+    sender = email.str("from")
+    if not _EMAIL.match(sender):
+        raise StackConfigError(f"{email.key('from')}: {sender!r} is not an email address")
+    port = email.int("smtp_port", minimum=1, default=587)
+    if port > 65535:
+        raise StackConfigError(f"{email.key('smtp_port')}: {port} is not a port")
+    user = email.optional_str("smtp_user")
+    password = root.optional_str(SMTP_PASSWORD_KEY)
+    if user and password is None:
+        raise StackConfigError(
+            f"{PROJECT}:{SMTP_PASSWORD_KEY}: required with {email.key('smtp_user')} "
+            f"(pulumi config set --secret {PROJECT}:{SMTP_PASSWORD_KEY} <password>)"
+        )
+    if password is not None and not user:
+        raise StackConfigError(
+            f"{PROJECT}:{SMTP_PASSWORD_KEY}: set, but {email.key('smtp_user')} is not: "
+            "a password needs the login it belongs to"
+        )
+    result = EmailNotifications(
+        to=tuple(to),
+        sender=sender,
+        smtp_host=email.str("smtp_host"),
+        smtp_port=port,
+        security=email.choice("security", SMTP_SECURITY, default="starttls"),
+        smtp_user=user,
+    )
+    email.done()
+    return result
+
+
+def _slack_notifications(notifications: Section, root: Section) -> SlackNotifications | None:
+    slack = notifications.section("slack", required=False)
+    token = root.optional_str(SLACK_TOKEN_KEY)
+    if slack is None:
+        if token is not None:
+            raise StackConfigError(
+                f"{PROJECT}:{SLACK_TOKEN_KEY}: set, but {notifications.key('slack')} is not"
+            )
+        return None
+    channel = slack.str("channel")
+    if not channel.startswith(("#", "C", "G")):
+        raise StackConfigError(
+            f"{slack.key('channel')}: {channel!r} is not a channel ('#name' or a channel id)"
+        )
+    if token is None:
+        raise StackConfigError(
+            f"{PROJECT}:{SLACK_TOKEN_KEY}: required with {slack.key('channel')} "
+            f"(pulumi config set --secret {PROJECT}:{SLACK_TOKEN_KEY} <bot token>)"
+        )
+    slack.done()
+    return SlackNotifications(channel=channel)
+
+
+def _notifications(root: Section) -> Notifications:
+    """notifications: email and/or Slack; their password and token are secrets of their own."""
+    notifications = root.section("notifications", required=False)
+    if notifications is None:
+        for key in (SMTP_PASSWORD_KEY, SLACK_TOKEN_KEY):
+            if root.optional_str(key) is not None:
+                raise StackConfigError(
+                    f"{PROJECT}:{key}: set, but {root.key('notifications')} is not"
+                )
+        return Notifications()
+    result = Notifications(
+        email=_email_notifications(notifications, root),
+        slack=_slack_notifications(notifications, root),
+    )
+    notifications.done()
+    if result.email is None and result.slack is None:
+        raise StackConfigError(
+            f"{root.key('notifications')}: configure email or slack, or leave the key out"
+        )
+    return result
+
+
 def _kind(root: Section) -> KindCluster:
     kind = root.section("kind")
     result = KindCluster(context=kind.str("context"))
@@ -750,6 +866,7 @@ def parse_stack_config(
         kind=_kind(root) if cloud == "kind" else None,
         max_sweep_combinations=max_sweep,
         teams=_teams(root, service_accounts),
+        notifications=_notifications(root),
     )
     root.done()
     return config

@@ -11,6 +11,7 @@ from typing import Any
 
 from ml_infra.config import Pool, StackConfig
 from ml_infra.endpoints import mlflow_url, storage_endpoint
+from ml_infra.notifications import notifications_document
 from ml_infra.team_identities import team_identities
 
 
@@ -45,7 +46,7 @@ def platform_document(config: StackConfig) -> dict[str, Any]:
     endpoint = storage_endpoint(config)
     if endpoint:
         storage["endpoint_url"] = endpoint
-    return {
+    document = {
         "environment": config.environment,
         "namespaces": dict(config.namespaces),
         "service_accounts": dict(config.service_accounts),
@@ -65,3 +66,7 @@ def platform_document(config: StackConfig) -> dict[str, Any]:
             "gpu_quota": config.training_gpu_quota,  # the training namespace's ResourceQuota
         },
     }
+    notifications = notifications_document(config)
+    if notifications:  # the channels the DAGs report to; no credential (ml_infra.notifications)
+        document["notifications"] = notifications
+    return document

@@ -25,6 +25,7 @@ from ml_infra.namespaces_rbac import (
     declare_service_accounts,
 )
 from ml_infra.network_policies import declare_network_policies
+from ml_infra.notifications import declare_notification_connections
 from ml_infra.platform_document import platform_document
 from ml_infra.platform_secrets import (
     declare_airflow_secrets,
@@ -114,6 +115,7 @@ def declare_platform(config: StackConfig, values: ValuesFiles) -> None:
     airflow_secrets = declare_airflow_secrets(
         config, provider, namespaces["airflow"], storage, generated
     )
+    airflow_secrets += declare_notification_connections(config, provider, namespaces["airflow"])
     database_setup = declare_database_setup(
         config,
         provider,

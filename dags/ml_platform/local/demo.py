@@ -20,6 +20,7 @@ from typing import Any
 
 from ml_platform.approval import describe_approval
 from ml_platform.local.mlflow_server import local_mlflow_server
+from ml_platform.local.notifications import local_smtp_sink
 from ml_platform.local.run_dag import DAGS_FOLDER, local_environment
 
 log = logging.getLogger("demo")
@@ -51,9 +52,30 @@ def run_dag_locally(
 
     `data` generates the day's partition first; `existing_data` runs on the one already under
     <local_dir>/datasets and stops with one line when there is none. `approval` holds run_dag's
-    answer flags (`--approve`, `--reject`, `--approval-timeout S`).
+    answer flags (`--approve`, `--reject`, `--approval-timeout S`). The run's notifications go
+    to a local SMTP server that saves them under <local_dir>/notifications/; the outcome's
+    `notifications` lists them.
     """
-    env = {**os.environ, **local_environment(local_dir, mlflow_uri, dags_folder)}
+    with local_smtp_sink(local_dir / "notifications") as sink:
+        env = {**os.environ, **local_environment(local_dir, mlflow_uri, dags_folder, sink.port)}
+        outcome = _run_dag_process(env, dag_id, day, conf, timeout_s, data, existing_data, approval)
+    outcome["notifications_dir"] = str(sink.folder)
+    outcome["notifications"] = [
+        {"path": str(m.path), "subject": m.subject, "to": m.to} for m in sink.received
+    ]
+    return outcome
+
+
+def _run_dag_process(
+    env: dict[str, str],
+    dag_id: str,
+    day: date,
+    conf: dict[str, Any],
+    timeout_s: float,
+    data: GeneratedData | None,
+    existing_data: bool,
+    approval: list[str] | None,
+) -> dict[str, Any]:
     command = [sys.executable, "-m", "ml_platform.local.run_dag", dag_id]
     command += ["--date", day.isoformat(), "--conf", json.dumps(conf)]
     if data is not None:
@@ -117,7 +139,24 @@ def _gate_lines(gates: dict[str, Any]) -> list[str]:
     return lines
 
 
+def notification_lines(outcome: dict[str, Any]) -> list[str]:
+    """Where the run's notifications went: the local SMTP server's saved messages."""
+    sent = outcome.get("notifications")
+    if sent is None:
+        return []
+    where = outcome.get("notifications_dir")
+    lines = [f"  notifications: {len(sent)} email(s) to the local SMTP server, saved in {where}"]
+    lines += [f"    {Path(m['path']).name}  {m['subject']}" for m in sent]
+    for missed in outcome.get("deadlines_missed") or []:
+        lines.append(f"  deadline missed: {missed['deadline']} ({missed['name']})")
+    return lines
+
+
 def format_summary(outcome: dict[str, Any], mlflow_ui: str) -> str:
+    return "\n".join([_format_run(outcome, mlflow_ui), *notification_lines(outcome)])
+
+
+def _format_run(outcome: dict[str, Any], mlflow_ui: str) -> str:
     results = outcome["results"]
     lines = [f"DAG run {outcome['run_id']}: {outcome['state']} in {outcome['wall_s']:.0f}s"]
     for task_id, reason in (outcome.get("failures") or {}).items():

@@ -27,6 +27,12 @@ from typing import Any
 
 from ml_platform.local.approvals import ApprovalPolicy, answering, policy_from_flags
 from ml_platform.local.failures import record_failures
+from ml_platform.local.notifications import (
+    local_notifications,
+    read_xcom_from_metadata_db,
+    smtp_connection,
+    watching_deadlines,
+)
 from ml_platform.local.partitions import (
     daily_partition_dir,
     demo_source,
@@ -44,23 +50,29 @@ LOCAL_SETTINGS = (
 log = logging.getLogger("run_dag")
 
 
-def local_platform_config(local_dir: Path, mlflow_uri: str) -> dict[str, Any]:
-    """The kind stack's catalog and names, with MLflow and datasets on this machine."""
+def local_platform_config(
+    local_dir: Path, mlflow_uri: str, smtp_port: int | None = None
+) -> dict[str, Any]:
+    """The kind stack's catalog and names, with MLflow, datasets and (with `smtp_port`) the
+    notifications' SMTP server on this machine."""
     doc = json.loads(DEFAULT_CONFIG_FILE.read_text())
     doc["environment"] = "local"
     doc["mlflow"]["tracking_uri"] = mlflow_uri
     doc["storage"]["datasets_uri"] = f"file://{(local_dir / 'datasets').resolve()}"
     doc["storage"].pop("endpoint_url", None)
+    if smtp_port is not None:
+        doc["notifications"] = local_notifications()
     return doc
 
 
 def local_environment(
-    local_dir: Path, mlflow_uri: str, dags_folder: Path = DAGS_FOLDER
+    local_dir: Path, mlflow_uri: str, dags_folder: Path = DAGS_FOLDER, smtp_port: int | None = None
 ) -> dict[str, str]:
-    """Environment variables that make Airflow and the platform run on this machine."""
+    """Environment variables that make Airflow and the platform run on this machine;
+    `smtp_port`: the local SMTP server notifications go to (ml_platform.local.notifications)."""
     local_dir = local_dir.resolve()
     airflow_home = local_dir / "airflow"
-    return {
+    env = {
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(Path(dags_folder).resolve()),
         # The runner itself lives in the DAGs folder's platform library.
@@ -72,11 +84,14 @@ def local_environment(
         # The partition sensor's File connection: paths are absolute.
         "AIRFLOW_CONN_FS_DEFAULT": json.dumps({"conn_type": "fs", "extra": {"path": "/"}}),
         RUNTIME_ENV: "local",
-        CONFIG_ENV: json.dumps(local_platform_config(local_dir, mlflow_uri)),
+        CONFIG_ENV: json.dumps(local_platform_config(local_dir, mlflow_uri, smtp_port)),
         "MLFLOW_TRACKING_URI": mlflow_uri,
         "DEPLOYER_TARGET": "local",
         "DEPLOYER_STATE_DIR": str(local_dir / "deployer"),
     }
+    if smtp_port is not None:
+        env["AIRFLOW_CONN_SMTP_DEFAULT"] = smtp_connection(smtp_port)
+    return env
 
 
 def prepare_airflow_home() -> None:
@@ -166,7 +181,11 @@ def run(
     dag_id = dag.dag_id
     started = time.monotonic()
     failures = record_failures()
-    with answering(dag_id, approvals or ApprovalPolicy()) as responder:
+    read_xcom_from_metadata_db()  # for the DAG callbacks that report the run's end
+    with (
+        answering(dag_id, approvals or ApprovalPolicy()) as responder,
+        watching_deadlines(dag) as deadlines,
+    ):
         dag_run = dag.test(logical_date=logical_date, run_conf=conf or None)
     wall_s = time.monotonic() - started
     with create_session() as session:
@@ -198,6 +217,7 @@ def run(
         "dag_runs": dag_runs,
         "approvals": responder.answered,
         "failures": failures.reasons,
+        "deadlines_missed": deadlines.fired,
     }
 
 
