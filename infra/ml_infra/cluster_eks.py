@@ -17,7 +17,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from ml_infra import charts
-from ml_infra.config import Pool, StackConfig
+from ml_infra.config import AwsCluster, Pool, StackConfig
 from ml_infra.helm_release import helm_release
 from ml_infra.kube import kubeconfig
 from ml_infra.resources import ClusterAccess
@@ -59,12 +59,23 @@ def _role(name: str, service: str, policies: list[str], opts: pulumi.ResourceOpt
     return role
 
 
+def subnet_cidrs(cluster: AwsCluster) -> list[tuple[str, str]]:
+    """(public, private) CIDR per availability zone: the VPC split in /20s (smaller blocks
+    for a VPC under /16). The NetworkPolicies read the private ones from here too."""
+    cidr = ipaddress.ip_network(cluster.vpc_cidr)
+    blocks = [str(block) for block in cidr.subnets(new_prefix=max(cidr.prefixlen + 4, 20))]
+    return [(blocks[2 * i], blocks[2 * i + 1]) for i in range(len(cluster.availability_zones))]
+
+
+def private_subnet_cidrs(cluster: AwsCluster) -> list[str]:
+    """Where the nodes, their pods and the STS endpoint's network interfaces are."""
+    return [private for _, private in subnet_cidrs(cluster)]
+
+
 class Network:
     def __init__(self, config: StackConfig, opts: pulumi.ResourceOptions) -> None:
         name = f"ml-platform-{config.environment}"
-        cidr = ipaddress.ip_network(config.aws.vpc_cidr)
-        # Split the VPC in /20s: one public and one private subnet per zone.
-        blocks = list(cidr.subnets(new_prefix=max(cidr.prefixlen + 4, 20)))
+        blocks = subnet_cidrs(config.aws)
         self.vpc = aws.ec2.Vpc(
             name,
             cidr_block=config.aws.vpc_cidr,
@@ -82,12 +93,14 @@ class Network:
         )
         self.public_subnets = []
         self.private_subnets = []
-        for index, zone in enumerate(config.aws.availability_zones):
+        for zone, (public_cidr, private_cidr) in zip(
+            config.aws.availability_zones, blocks, strict=True
+        ):
             public = aws.ec2.Subnet(
                 f"{name}-public-{zone}",
                 vpc_id=self.vpc.id,
                 availability_zone=zone,
-                cidr_block=str(blocks[2 * index]),
+                cidr_block=public_cidr,
                 map_public_ip_on_launch=True,
                 tags={"Name": f"{name}-public-{zone}", "kubernetes.io/role/elb": "1"},
                 opts=opts,
@@ -102,7 +115,7 @@ class Network:
                 f"{name}-private-{zone}",
                 vpc_id=self.vpc.id,
                 availability_zone=zone,
-                cidr_block=str(blocks[2 * index + 1]),
+                cidr_block=private_cidr,
                 tags={"Name": f"{name}-private-{zone}", "kubernetes.io/role/internal-elb": "1"},
                 opts=opts,
             )
@@ -130,6 +143,7 @@ class Network:
                 opts=opts,
             )
         self.storage_cidrs = _s3_gateway(name, config.aws.region, self.vpc, private_routes, opts)
+        self.sts_endpoint = _sts_endpoint(name, config.aws, self.vpc, self.private_subnets, opts)
 
 
 def _s3_gateway(
@@ -158,6 +172,48 @@ def _s3_gateway(
     return pulumi.Output.all(endpoint.id, prefix_list.entries).apply(
         # Entries arrive as mappings (typed or not): index them.
         lambda args: sorted(entry["cidr"] for entry in args[1] or [])
+    )
+
+
+def _sts_endpoint(
+    name: str,
+    cluster: AwsCluster,
+    vpc: aws.ec2.Vpc,
+    subnets: Sequence[aws.ec2.Subnet],
+    opts: pulumi.ResourceOptions,
+) -> aws.ec2.VpcEndpoint:
+    """STS inside the VPC: pods with an IRSA role trade their web identity token for
+    credentials there (AssumeRoleWithWebIdentity), and the NetworkPolicies let them reach no
+    public address. With private DNS, `sts.<region>.amazonaws.com` resolves in the VPC to the
+    endpoint's interfaces in the private subnets (the policies allow those subnets on 443).
+    Only the regional name does: EKS's pod identity webhook sets AWS_STS_REGIONAL_ENDPOINTS=
+    regional in IRSA pods (its default on current EKS), so the SDKs call that name, not the
+    global sts.amazonaws.com."""
+    group = aws.ec2.SecurityGroup(
+        f"{name}-sts",
+        vpc_id=vpc.id,
+        description="HTTPS from the VPC to the STS endpoint",
+        ingress=[
+            {
+                "protocol": "tcp",
+                "from_port": 443,
+                "to_port": 443,
+                "cidr_blocks": [cluster.vpc_cidr],
+            }
+        ],
+        tags={"Name": f"{name}-sts"},
+        opts=opts,
+    )
+    return aws.ec2.VpcEndpoint(
+        f"{name}-sts",
+        vpc_id=vpc.id,
+        service_name=f"com.amazonaws.{cluster.region}.sts",
+        vpc_endpoint_type="Interface",
+        private_dns_enabled=True,
+        subnet_ids=[subnet.id for subnet in subnets],
+        security_group_ids=[group.id],
+        tags={"Name": f"{name}-sts"},
+        opts=opts,
     )
 
 
@@ -389,7 +445,8 @@ def declare_eks_cluster(
             )
         )
     provider = k8s.Provider("eks", kubeconfig=_kubeconfig(cluster, config.aws.region))
-    ready: list[pulumi.Resource] = [cni, *node_groups]
+    # IRSA pods get no credentials before the STS endpoint answers.
+    ready: list[pulumi.Resource] = [cni, *node_groups, network.sts_endpoint]
     if config.gpu_pools:
         ready.append(
             helm_release(

@@ -21,6 +21,10 @@ in the cloud HTTPS to the addresses the cluster's network reaches it at, and no 
 (ClusterAccess.storage_cidrs): on EKS the region's S3 prefix list, which the VPC routes
 through a gateway endpoint; on GKE Private Google Access's private.googleapis.com range,
 which a private DNS zone makes every *.googleapis.com name resolve to.
+
+Credentials for object storage, on EKS only (IRSA: training, airflow and mlflow pods trade
+their web identity token at STS): HTTPS to the private subnets, where the VPC's STS interface
+endpoint answers for sts.<region>.amazonaws.com. kind and GCP use keys: no such rule.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
+from ml_infra.cluster_eks import private_subnet_cidrs
 from ml_infra.config import StackConfig
 from ml_infra.conventions import IMAGE_LABEL
 from ml_infra.endpoints import POSTGRES_PORT, SEAWEEDFS_S3_PORT, SERVING_PORT
@@ -70,6 +75,16 @@ def _storage_egress(config: StackConfig, storage_cidrs: pulumi.Input[Sequence[st
     return {"to": pulumi.Output.from_input(storage_cidrs).apply(_ip_blocks), "ports": _tcp(443)}
 
 
+def _credential_egress(config: StackConfig) -> list[dict]:
+    """EKS: HTTPS to the private subnets, where the STS endpoint's interfaces are (its
+    addresses are AWS's pick within them). The subnets come from the config, split the way
+    the cluster's network splits them. Elsewhere none: storage identities have keys."""
+    if config.cloud != "aws" or not config.aws:
+        return []
+    cidrs = private_subnet_cidrs(config.aws)
+    return [{"to": [{"ipBlock": {"cidr": cidr}} for cidr in cidrs], "ports": _tcp(443)}]
+
+
 def _kube_api_egress(config: StackConfig) -> dict:
     """The Kubernetes API server, as a pod reaches it (policies see the address behind the
     `kubernetes` Service): on EKS its endpoint ENIs sit in the VPC's subnets, on GKE (private
@@ -97,9 +112,11 @@ def _same_namespace() -> dict:
     return {"podSelector": {}}
 
 
-def _platform_namespace_specs(config: StackConfig, storage: dict) -> dict[tuple[str, str], dict]:
+def _platform_namespace_specs(
+    config: StackConfig, storage: list[dict]
+) -> dict[tuple[str, str], dict]:
     """Default-deny and allows for the airflow, mlflow and storage namespaces; `storage` is
-    the egress rule to object storage."""
+    the egress rules to object storage and, where it takes one, to its credentials."""
     ns = config.namespaces
     all_pods: dict = {}
     deny = {"podSelector": all_pods, "policyTypes": ["Ingress", "Egress"]}
@@ -109,7 +126,7 @@ def _platform_namespace_specs(config: StackConfig, storage: dict) -> dict[tuple[
         "ingress": [{"from": [_same_namespace()]}],
         "egress": [{"to": [_same_namespace()]}, _dns()],
     }
-    airflow_out = [_database_egress(config), storage]
+    airflow_out = [_database_egress(config), *storage]
     # KubernetesPodOperator and the git DAG bundle: HTTPS to the API server and the repository.
     airflow_out.append({"ports": _tcp(*KUBE_API_PORTS)})
     specs = {
@@ -131,7 +148,7 @@ def _platform_namespace_specs(config: StackConfig, storage: dict) -> dict[tuple[
                     "ports": _tcp(config.mlflow.port),
                 }
             ],
-            "egress": [_database_egress(config), storage],
+            "egress": [_database_egress(config), *storage],
         },
         ("storage", "default-deny"): deny,
         ("storage", "allow-within-namespace"): within,
@@ -166,7 +183,7 @@ def policy_specs(
     """(namespace role, policy name) -> NetworkPolicy spec. `storage_cidrs`: where pods reach
     object storage on a cloud (kind: unused, storage is in the cluster)."""
     ns = config.namespaces
-    storage = _storage_egress(config, storage_cidrs)
+    storage = [_storage_egress(config, storage_cidrs), *_credential_egress(config)]
     mlflow = {"to": [_namespace(ns["mlflow"])], "ports": _tcp(config.mlflow.port)}
     all_pods: dict = {}
     return _platform_namespace_specs(config, storage) | {
@@ -180,7 +197,7 @@ def policy_specs(
             "egress": [
                 _dns(),
                 mlflow,
-                storage,
+                *storage,
                 {"to": [_namespace(ns["serving"])], "ports": _tcp(SERVING_PORT)},
             ],
         },

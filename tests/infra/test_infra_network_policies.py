@@ -72,6 +72,7 @@ def test_model_servers_take_traffic_on_their_port(stack: str):
 KUBE_API = "kube-api"  # the API server
 DATABASE = "database"  # RDS / Cloud SQL
 OBJECT_STORAGE = "object-storage"  # S3 / GCS, where the cloud's network reaches them
+STS = "sts"  # EKS: the STS interface endpoint, where IRSA pods get storage credentials
 PUBLIC = "public"  # any other internet address (a git host, a file sharing site)
 Address = ipaddress.IPv4Address
 
@@ -83,7 +84,9 @@ def _places(stack: str) -> dict[str, Address]:
     if stack == "prod":  # the API server's ENIs and RDS in the VPC; S3 at its prefix list
         in_vpc = ipaddress.ip_network(values["ml-platform:aws"]["vpc_cidr"])[200]
         s3 = ipaddress.ip_network(S3_PREFIX_LIST_CIDRS[1])[10]
-        return places | {KUBE_API: in_vpc, DATABASE: in_vpc, OBJECT_STORAGE: s3}
+        # An interface of the STS endpoint: AWS picks its address in a private subnet.
+        sts = ipaddress.ip_network(_private_subnets()[1].inputs["cidrBlock"])[37]
+        return places | {KUBE_API: in_vpc, DATABASE: in_vpc, OBJECT_STORAGE: s3, STS: sts}
     if stack == "dev":  # the private endpoint in the subnet; Cloud SQL as the mocks answer it
         in_subnet = ipaddress.ip_network(values["ml-platform:gcp"]["subnet_cidr"])[2]
         return places | {
@@ -92,6 +95,12 @@ def _places(stack: str) -> dict[str, Address]:
             OBJECT_STORAGE: ipaddress.ip_address("199.36.153.9"),  # private.googleapis.com
         }
     return places | {KUBE_API: ipaddress.ip_address("172.18.0.2")}  # kind's Docker network
+
+
+def _private_subnets() -> list:
+    """The prod VPC's private subnets, as declared (one per availability zone)."""
+    subnets = declared("prod").of_type("ec2/subnet:Subnet")
+    return [s for s in subnets if "-private-" in s.name]
 
 
 def _peer_matches(peer: dict, own: str, other: str | Address) -> bool:
@@ -198,6 +207,14 @@ CLOUD_FORBIDDEN = [
     ("ml-serving", OBJECT_STORAGE, 443),  # model servers load models through MLflow
     ("ml-training", DATABASE, 5432),
 ]
+# EKS: the pods with a storage identity (IRSA) get its credentials from STS, over HTTPS to
+# the VPC's interface endpoint; model servers have none.
+AWS_NEEDED = [
+    ("ml-training", STS, 443, "team roles' credentials (AssumeRoleWithWebIdentity)"),
+    ("mlflow", STS, 443, "MLflow's role's credentials"),
+    ("airflow", STS, 443, "Airflow's role's credentials"),
+]
+AWS_FORBIDDEN = [("ml-serving", STS, 443), ("storage", STS, 443), ("ml-training", STS, 80)]
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -214,6 +231,7 @@ def test_every_namespace_denies_by_default(stack: str):
 def test_each_component_reaches_what_it_needs(stack: str):
     policies = _policies(stack)
     needed = NEEDED + (KIND_NEEDED if stack == "kind" else CLOUD_NEEDED)
+    needed += AWS_NEEDED if stack == "prod" else []
     blocked = [
         why
         for source, target, port, why in needed
@@ -226,6 +244,7 @@ def test_each_component_reaches_what_it_needs(stack: str):
 def test_nothing_else_reaches_the_databases_the_airflow_api_or_mlflow(stack: str):
     policies = _policies(stack)
     forbidden = FORBIDDEN + (CLOUD_FORBIDDEN if stack != "kind" else [])
+    forbidden += AWS_FORBIDDEN if stack == "prod" else []
     opened = [path for path in forbidden if _connects(policies, *path, stack)]
     assert opened == []
 
@@ -245,8 +264,12 @@ STORAGE_RANGES = {"prod": sorted(S3_PREFIX_LIST_CIDRS), "dev": ["199.36.153.8/30
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_cloud_storage_egress_is_the_storage_ranges_alone(stack: str):
+    """HTTPS to object storage's ranges and, on EKS only, to the private subnets where STS's
+    endpoint is (as declared, not as the policies compute them); no other address."""
     policies = _policies(stack)
-    expected = [{"ipBlock": {"cidr": cidr}} for cidr in STORAGE_RANGES[stack]]
+    expected = [[{"ipBlock": {"cidr": cidr}} for cidr in STORAGE_RANGES[stack]]]
+    if stack == "prod":
+        expected.append([{"ipBlock": {"cidr": s.inputs["cidrBlock"]}} for s in _private_subnets()])
     for namespace, name in (
         ("ml-training", "allow-dns-mlflow-storage"),
         ("mlflow", "allow-tracking-clients"),
@@ -254,7 +277,25 @@ def test_cloud_storage_egress_is_the_storage_ranges_alone(stack: str):
     ):
         to_storage = [r for r in policies[namespace, name]["egress"] if "ipBlock" in str(r)]
         storage = [r for r in to_storage if r["ports"] == [{"protocol": "TCP", "port": 443}]]
-        assert [r["to"] for r in storage] == [expected], (namespace, name)
+        assert [r["to"] for r in storage] == expected, (namespace, name)
+
+
+def test_the_evaluator_sees_sts_closed_without_its_rule():
+    """Training's egress without its rule to the private subnets (as it was before) reaches
+    S3 but not STS: IRSA pods would get no credentials."""
+    policies = _policies("prod")
+    spec = policies["ml-training", "allow-dns-mlflow-storage"]
+    subnets = {s.inputs["cidrBlock"] for s in _private_subnets()}
+    kept = [
+        r
+        for r in spec["egress"]
+        if not subnets & {p["ipBlock"]["cidr"] for p in r.get("to", []) if "ipBlock" in p}
+    ]
+    assert len(kept) == len(spec["egress"]) - 1
+    narrowed = policies | {("ml-training", "allow-dns-mlflow-storage"): {**spec, "egress": kept}}
+    assert _connects(narrowed, "ml-training", OBJECT_STORAGE, 443, "prod")
+    assert not _connects(narrowed, "ml-training", STS, 443, "prod")
+    assert _connects(policies, "ml-training", STS, 443, "prod")
 
 
 def test_the_evaluator_sees_an_open_internet():
@@ -275,13 +316,40 @@ def test_eks_routes_s3_through_a_gateway_endpoint():
     on the nodes' route table routes inside AWS."""
     prod = declared("prod")
     region = stack_values("prod")["ml-platform:aws"]["region"]
-    (endpoint,) = prod.of_type("ec2/vpcEndpoint:VpcEndpoint")
+    endpoints = prod.of_type("ec2/vpcEndpoint:VpcEndpoint")
+    (endpoint,) = [e for e in endpoints if e.inputs["vpcEndpointType"] == "Gateway"]
     assert endpoint.inputs["serviceName"] == f"com.amazonaws.{region}.s3"
     assert endpoint.inputs["vpcEndpointType"] == "Gateway"
     private_routes = prod.named("ml-platform-prod-private", "ec2/routeTable:RouteTable")
     assert endpoint.inputs["routeTableIds"] == [f"{private_routes.name}-id"]
     lookups = [args for token, args in prod.calls if token.endswith(":getManagedPrefixList")]
     assert [args["name"] for args in lookups] == [f"com.amazonaws.{region}.s3"]
+
+
+def test_eks_answers_sts_inside_the_vpc():
+    """An STS interface endpoint with private DNS (the regional name resolves to it in the
+    VPC) in every private subnet, taking HTTPS from the VPC alone."""
+    prod = declared("prod")
+    aws_values = stack_values("prod")["ml-platform:aws"]
+    (endpoint,) = [
+        e
+        for e in prod.of_type("ec2/vpcEndpoint:VpcEndpoint")
+        if e.inputs["vpcEndpointType"] == "Interface"
+    ]
+    assert endpoint.inputs["serviceName"] == f"com.amazonaws.{aws_values['region']}.sts"
+    assert endpoint.inputs["privateDnsEnabled"] is True
+    subnets = _private_subnets()
+    assert len(subnets) == len(aws_values["availability_zones"])
+    assert endpoint.inputs["subnetIds"] == [f"{s.name}-id" for s in subnets]
+    (group_id,) = endpoint.inputs["securityGroupIds"]
+    (group,) = [
+        g for g in prod.of_type("ec2/securityGroup:SecurityGroup") if f"{g.name}-id" == group_id
+    ]
+    assert group.inputs["vpcId"] == "ml-platform-prod-id"
+    assert [
+        (r["protocol"], r["fromPort"], r["toPort"], r["cidrBlocks"])
+        for r in group.inputs["ingress"]
+    ] == [("tcp", 443, 443, [aws_values["vpc_cidr"]])]
 
 
 def test_gke_resolves_google_apis_to_the_private_range():
