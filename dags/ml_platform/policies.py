@@ -7,6 +7,8 @@ ml_platform.local.run_dag):
 - dag_policy: every DAG has an owner (its team), tags and retries, or it is not loaded;
 - task_policy: a KubernetesPodOperator declares CPU/memory requests and limits, runs a platform
   image, and is neither privileged nor on the node's network, PID or IPC namespace or disk;
+  a pod task that asks for GPUs takes a slot per GPU of its GPU pool's Airflow pool
+  (ml_platform.airflow_pools), so extra trials queue in Airflow;
 - pod_mutation_hook: every pod Airflow creates is refused when privileged, on a hostPath or a
   host namespace; a pod that asks for `nvidia.com/gpu` but carries no way onto a GPU node (a
   KubernetesPodOperator written the textbook way) gets the tolerations and node affinity of
@@ -199,6 +201,7 @@ def task_policy(task: Any) -> None:
     if violations:
         _refuse(violations, *locate_task(task.dag.fileloc, task.dag.dag_id, task.task_id))
     assign_team_identity(task, platform_config(), team)
+    _assign_gpu_pool(task, pod, platform_config())
     limit = limit_gpu_sweep(task, pod, platform_config())
     if limit is not None:
         log.warning(
@@ -209,6 +212,18 @@ def task_policy(task: Any) -> None:
             limit,
             platform_config().environment,
         )
+
+
+def _assign_gpu_pool(task: Any, pod: k8s.V1Pod, config: PlatformConfig) -> None:
+    from ml_platform.airflow_pools import assign_gpu_pool
+
+    if not gpu_request(pod):
+        return
+    try:
+        schedule_gpu_pod(pod, config)  # as pod_mutation_hook will: the pool it lands on
+    except NoPoolError:
+        return  # refused when the pod is created (MLP301 in make check-dags)
+    assign_gpu_pool(task, pod, config)
 
 
 def limit_gpu_sweep(task: Any, pod: k8s.V1Pod, config: PlatformConfig) -> int | None:

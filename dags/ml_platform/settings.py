@@ -56,6 +56,8 @@ class Pool:
     # The most nodes the pool ever has (kind: its nodes; cloud: the autoscaler's max); None in
     # a document that does not say, and then no capacity is checked against it.
     max_nodes: int | None = None
+    # The Airflow pool its GPU tasks take a slot per GPU from (airflow_pools); None: none.
+    airflow_pool: str | None = None
 
     @property
     def has_gpus(self) -> bool:
@@ -167,6 +169,8 @@ class PlatformConfig:
     max_sweep_combinations: int = DEFAULT_MAX_SWEEP_COMBINATIONS
     # limits.gpu_quota: GPUs the training namespace's ResourceQuota lets pods request at once.
     gpu_quota: int | None = None
+    # airflow_pools: name -> {slots, description, include_deferred}, `airflow pools import` form.
+    airflow_pools: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     # notifications: the channels every DAG reports to (none: the task logs only).
     notifications: Notifications = field(default_factory=Notifications)
@@ -224,6 +228,11 @@ def _parse_pool(raw: dict[str, Any], index: int) -> Pool:
     if not labels:
         raise PlatformConfigError(f"{CONFIG_ENV}: {where}labels must select the pool's nodes")
     max_nodes = _optional_count(raw, "max_nodes", where, minimum=1)
+    airflow_pool = raw.get("airflow_pool")
+    if airflow_pool is not None and not (count and isinstance(airflow_pool, str) and airflow_pool):
+        raise PlatformConfigError(
+            f"{CONFIG_ENV}: {where}airflow_pool must name an Airflow pool, on a GPU pool only"
+        )
     return Pool(
         name=name,
         labels=dict(labels),
@@ -233,6 +242,7 @@ def _parse_pool(raw: dict[str, Any], index: int) -> Pool:
         node_allocatable=dict(raw.get("node_allocatable") or {}),
         stands_in_for=tuple(stands_in_for),
         max_nodes=max_nodes,
+        airflow_pool=airflow_pool,
     )
 
 
@@ -264,6 +274,26 @@ def _parse_teams(raw: Any) -> dict[str, TeamIdentity]:
                 )
         teams[team] = TeamIdentity(team=team, **values)
     return teams
+
+
+def _parse_airflow_pools(raw: Any, pools: tuple[Pool, ...]) -> dict[str, dict[str, Any]]:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise PlatformConfigError(f"{CONFIG_ENV}: airflow_pools must map each pool to its slots")
+    for name, pool in raw.items():
+        slots = pool.get("slots") if isinstance(pool, dict) else None
+        if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
+            raise PlatformConfigError(
+                f"{CONFIG_ENV}: airflow_pools.{name}.slots must be an integer >= 1"
+            )
+    for pool in pools:
+        if pool.airflow_pool and pool.airflow_pool not in raw:
+            raise PlatformConfigError(
+                f"{CONFIG_ENV}: pools: {pool.name}.airflow_pool {pool.airflow_pool!r} is not "
+                "in airflow_pools"
+            )
+    return {name: dict(pool) for name, pool in raw.items()}
 
 
 def _string(raw: dict[str, Any], key: str, where: str) -> str:
@@ -343,6 +373,7 @@ def parse_config(doc: dict[str, Any]) -> PlatformConfig:
         max_sweep_combinations=_max_sweep_combinations(limits),
         gpu_quota=_optional_count(limits, "gpu_quota", "limits.", minimum=0),
         notifications=_parse_notifications(doc.get("notifications")),
+        airflow_pools=_parse_airflow_pools(doc.get("airflow_pools"), pools),
     )
 
 

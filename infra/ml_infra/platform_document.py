@@ -24,6 +24,28 @@ def _gpu(pool: Pool) -> dict[str, Any] | None:
     return gpu
 
 
+def airflow_pool_name(pool: Pool) -> str:
+    """The Airflow pool a GPU node pool's tasks take their GPUs from."""
+    return f"{pool.name}-gpus"
+
+
+def airflow_pools(config: StackConfig) -> dict[str, dict[str, Any]]:
+    """One Airflow pool per GPU node pool, in `airflow pools import` form: as many slots as
+    the node pool ever has GPUs, at most the training namespace's GPU quota. A GPU task takes
+    a slot per GPU, so a sweep larger than the nodes waits queued in Airflow rather than as
+    Pending (or quota-refused) pods. Deferred tasks count: a deferrable pod task's pod runs
+    while the task is deferred."""
+    return {
+        airflow_pool_name(pool): {
+            "slots": min(pool.gpu.count * pool.max_nodes, config.training_gpu_quota),
+            "description": f"GPUs of node pool {pool.name} ({pool.gpu.count}x {pool.gpu.type})",
+            "include_deferred": True,
+        }
+        for pool in config.pools
+        if pool.gpu
+    }
+
+
 def _pool(pool: Pool) -> dict[str, Any]:
     return {
         "name": pool.name,
@@ -32,6 +54,7 @@ def _pool(pool: Pool) -> dict[str, Any]:
         "gpu": _gpu(pool),
         "node_allocatable": dict(pool.node_allocatable),
         "max_nodes": pool.max_nodes,
+        "airflow_pool": airflow_pool_name(pool) if pool.gpu else None,
     }
 
 
@@ -61,6 +84,8 @@ def platform_document(config: StackConfig) -> dict[str, Any]:
         "teams": {identity.team: identity.document() for identity in team_identities(config)},
         "storage": storage,
         "pools": [_pool(pool) for pool in config.pools],
+        # Created by the program (ml_infra.airflow_pools) and by the local runtime.
+        "airflow_pools": airflow_pools(config),
         "limits": {
             "max_sweep_combinations": config.max_sweep_combinations,
             "gpu_quota": config.training_gpu_quota,  # the training namespace's ResourceQuota

@@ -10,6 +10,7 @@ import pulumi_aws as aws
 import pulumi_gcp as gcp
 
 from ml_infra import airflow_release, mlflow_release, postgres_kind
+from ml_infra.airflow_pools import declare_airflow_pools
 from ml_infra.cluster_eks import declare_eks_cluster
 from ml_infra.cluster_gke import declare_gke_cluster
 from ml_infra.config import StackConfig
@@ -132,7 +133,7 @@ def declare_platform(config: StackConfig, values: ValuesFiles) -> None:
         depends_on=[database_setup, *credentials, *storage.ready, *cluster.ready],
     )
     declare_mlflow_users(config, provider, generated, depends_on=[mlflow, *credentials])
-    airflow_release.declare_airflow(
+    airflow = airflow_release.declare_airflow(
         config,
         provider,
         values.airflow,
@@ -140,6 +141,8 @@ def declare_platform(config: StackConfig, values: ValuesFiles) -> None:
         storage,
         depends_on=[database_setup, *airflow_secrets, *credentials, mlflow, *cluster.ready],
     )
+
+    declare_airflow_pools(config, provider, depends_on=[airflow])
 
     buckets = config.storage.buckets
     pulumi.export("airflow_url", airflow_url(config))

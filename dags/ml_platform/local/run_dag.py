@@ -25,6 +25,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from ml_platform.airflow_pools import create_pools
 from ml_platform.local.approvals import ApprovalPolicy, answering, policy_from_flags
 from ml_platform.local.failures import record_failures
 from ml_platform.local.notifications import (
@@ -40,7 +41,7 @@ from ml_platform.local.partitions import (
     waited_prefixes,
 )
 from ml_platform.local.runner import run_every_pod_locally
-from ml_platform.settings import CONFIG_ENV, DEFAULT_CONFIG_FILE, RUNTIME_ENV
+from ml_platform.settings import CONFIG_ENV, DEFAULT_CONFIG_FILE, RUNTIME_ENV, platform_config
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2]
 # The platform's three cluster policies, as the Helm values install them on a cluster.
@@ -95,13 +96,16 @@ def local_environment(
 
 
 def prepare_airflow_home() -> None:
-    """Metadata DB migrated, and the platform's policies installed as on the cluster."""
+    """Metadata DB migrated, the platform's policies installed and its GPU pools created, as on
+    the cluster."""
     home = Path(os.environ["AIRFLOW_HOME"])
     (home / "config").mkdir(parents=True, exist_ok=True)
     (home / "config" / "airflow_local_settings.py").write_text(LOCAL_SETTINGS)
     airflow = str(Path(sys.executable).with_name("airflow"))
     log.info("migrating the local Airflow metadata DB in %s", home)
     subprocess.run([airflow, "db", "migrate"], check=True, capture_output=True, timeout=300)
+    pools = create_pools(platform_config())
+    log.info("Airflow pools for GPUs: %s", ", ".join(pools) or "none")
 
 
 def load_dag(dag_id: str) -> Any:
