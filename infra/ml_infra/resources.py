@@ -10,6 +10,9 @@ import pulumi_kubernetes as k8s
 # EKS's pod identity webhook gives pods of an annotated service account a web identity token
 # and AWS_ROLE_ARN / AWS_WEB_IDENTITY_TOKEN_FILE, which the SDKs' default chains use.
 IRSA_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
+# Pods reach STS only at its regional name, which the VPC's interface endpoint answers: ask
+# the webhook for AWS_STS_REGIONAL_ENDPOINTS=regional whatever the cluster's default.
+IRSA_REGIONAL_STS_ANNOTATION = "eks.amazonaws.com/sts-regional-endpoints"
 
 
 @dataclass(frozen=True)
@@ -44,10 +47,14 @@ class StorageAccess:
         return self.keys[identity]
 
     def role_annotations(self, identity: str) -> dict[str, pulumi.Output[str]]:
-        """The service account annotation that lets EKS hand a pod the identity's role."""
+        """The service account annotations that let EKS hand a pod the identity's role, from
+        the regional STS endpoint."""
         if identity not in self.role_arns:
             return {}
-        return {IRSA_ROLE_ANNOTATION: self.role_arns[identity]}
+        return {
+            IRSA_ROLE_ANNOTATION: self.role_arns[identity],
+            IRSA_REGIONAL_STS_ANNOTATION: "true",
+        }
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ from ml_infra.team_identities import storage_grants, storage_service_accounts
 
 OIDC_HOST = "oidc.eks.mock/id/MOCK"  # the mock cluster's issuer, less https://
 ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
+# STS is reached at its regional name only (the VPC's interface endpoint).
+REGIONAL_STS = {"eks.amazonaws.com/sts-regional-endpoints": "true"}
 # prod: CeleryExecutor, namespaces airflow / mlflow / ml-training, teams ml-platform + examples.
 PROD_SUBJECTS = {
     "storage-mlflow": {"system:serviceaccount:mlflow:mlflow"},
@@ -117,7 +119,10 @@ def test_team_service_accounts_carry_their_own_role():
         assert set(accounts) == {"team-ml-platform", "team-examples"}
         for name, meta in accounts.items():
             if stack == "prod":
-                assert unwrap(meta["annotations"]) == {ROLE_ANNOTATION: f"arn:mock:storage-{name}"}
+                assert unwrap(meta["annotations"]) == {
+                    ROLE_ANNOTATION: f"arn:mock:storage-{name}",
+                    **REGIONAL_STS,
+                }
             else:
                 assert ROLE_ANNOTATION not in (meta.get("annotations") or {})
 
@@ -131,14 +136,17 @@ def test_chart_service_accounts_carry_the_component_roles():
     ):
         assert airflow[component]["serviceAccount"] == {
             "name": account,
-            "annotations": {ROLE_ANNOTATION: "arn:mock:storage-airflow"},
+            "annotations": {ROLE_ANNOTATION: "arn:mock:storage-airflow", **REGIONAL_STS},
         }, component
     # Celery: the scheduler runs no task and the DAG processor reads no storage.
     for component in ("scheduler", "dagProcessor"):
         assert "annotations" not in airflow.get(component, {}).get("serviceAccount", {})
     mlflow = _values("prod", "mlflow")
     assert mlflow["serviceAccount"]["name"] == "mlflow"
-    assert mlflow["serviceAccount"]["annotations"] == {ROLE_ANNOTATION: "arn:mock:storage-mlflow"}
+    assert mlflow["serviceAccount"]["annotations"] == {
+        ROLE_ANNOTATION: "arn:mock:storage-mlflow",
+        **REGIONAL_STS,
+    }
     assert "existingSecret" not in mlflow["artifactRoot"]["s3"]
 
 
