@@ -14,6 +14,7 @@
     promotion: {threshold: 0.8, min_improvement: 0.01}
     trainer: {image: trainer}       # the platform trainer, or a team image (images/<name>/)
     validation: {min_rows: 100}     # optional: how far a day may stray from the reference
+    slo: {p99_latency_ms: 50, on_breach: alert}  # optional: what the live endpoint must hold
 
 `promotion` may also say `golden_tolerance` (how far a candidate may fall below the champion
 on the champion's golden set), `suspect_drop` (how far the champion may fall on a day against
@@ -21,7 +22,10 @@ its own recorded score before the day is suspect), `breaking_change`, `drift_thr
 above which deploying waits for a person), `approval_timeout_hours` (how long it waits) and
 `max_importance_share` (no single feature may carry more of the permutation importance);
 `validation` says `min_rows`, `range_tolerance`, `max_outside_share` and
-`null_rate_tolerance`. All have defaults (see Promotion and Validation).
+`null_rate_tolerance`. All have defaults (see Promotion and Validation). `slo`, when given,
+names at least one of `p99_latency_ms`, `max_error_rate` (share of /invocations answered 5xx)
+and `min_throughput_rps`, and may say `window_minutes` and `on_breach` (alert | rollback): the
+drift monitor holds the live endpoint to it (see Slo).
 
 Every problem is a SpecError of one line, `<file>:<line>: <key>: <what is wrong>`, so a
 reviewer (and `make check-dags`) can jump to it. The same checks run on the JSON form the
@@ -64,6 +68,7 @@ _TOP_KEYS = (
     "promotion",
     "trainer",
     "validation",
+    "slo",
 )
 _PROMOTION_KEYS = (
     "threshold",
@@ -76,6 +81,17 @@ _PROMOTION_KEYS = (
     "max_importance_share",
 )
 _VALIDATION_KEYS = ("min_rows", "range_tolerance", "max_outside_share", "null_rate_tolerance")
+_SLO_KEYS = (
+    "p99_latency_ms",
+    "max_error_rate",
+    "min_throughput_rps",
+    "window_minutes",
+    "on_breach",
+)
+_SLO_OBJECTIVES = _SLO_KEYS[:3]
+ON_BREACH = ("alert", "rollback")
+# The monitor watches the endpoint this long in one task: bounded well within its timeout.
+MAX_SLO_WINDOW_MINUTES = 15.0
 _COLUMN_KEYS = ("dtype", "nullable", "min", "max", "categories", "description")
 _INT64 = (-(2**63), 2**63 - 1)
 
@@ -203,6 +219,24 @@ class Validation:
 
 
 @dataclass(frozen=True)
+class Slo:
+    """What the live endpoint must hold over a window, read from the model server's /metrics
+    by the drift monitor; None objectives are not checked (at least one is set)."""
+
+    p99_latency_ms: float | None = None  # the 99th percentile of /invocations latency
+    max_error_rate: float | None = None  # the share of /invocations answered 5xx
+    min_throughput_rps: float | None = None  # /invocations answered per second
+    window_minutes: float = 5.0  # how long the monitor watches the endpoint
+    on_breach: str = "alert"  # alert: the run fails saying so; rollback: and rolls back first
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            key: getattr(self, key) for key in _SLO_OBJECTIVES if getattr(self, key) is not None
+        }
+        return {**out, "window_minutes": self.window_minutes, "on_breach": self.on_breach}
+
+
+@dataclass(frozen=True)
 class TrainerRef:
     image: str = PLATFORM_TRAINER  # "trainer", or the name of a team image in images/<name>/
 
@@ -223,6 +257,7 @@ class ModelSpec:
     trainer: TrainerRef = field(default_factory=TrainerRef)
     description: str = ""
     validation: Validation = field(default_factory=Validation)
+    slo: Slo | None = None
     # Where it came from, for messages: not part of the spec, so a spec read back from its
     # JSON form equals the one read from the file.
     source: str = field(default="", compare=False)
@@ -268,7 +303,7 @@ class ModelSpec:
         return metrics_for(self.task)[self.metric]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "model": self.model,
             "description": self.description,
             "task": self.task,
@@ -282,6 +317,9 @@ class ModelSpec:
             "trainer": {"image": self.trainer.image},
             "validation": self.validation.to_dict(),
         }
+        if self.slo is not None:
+            out["slo"] = self.slo.to_dict()
+        return out
 
     def to_json(self) -> str:
         # Keys in the spec's order, not sorted: the column order is the feature order.
@@ -783,6 +821,7 @@ def _check(document: Any, src: _Lines) -> ModelSpec:
                 f"a share is above 0 and at most 1, got {importance_share:g}",
             )
     validation = _validation(_optional(doc, "validation", {}), src)
+    slo = None if doc.get("slo") is None else _slo(doc["slo"], src)
 
     trainer_doc = _mapping(_optional(doc, "trainer", {}), "trainer", src, ("image",))
     image = _string(_optional(trainer_doc, "image", PLATFORM_TRAINER), "trainer.image", src, _NAME)
@@ -809,6 +848,7 @@ def _check(document: Any, src: _Lines) -> ModelSpec:
         trainer=TrainerRef(image),
         description=description,
         validation=validation,
+        slo=slo,
         source=src.source,
         lines=dict(src.lines),
     )
@@ -852,3 +892,31 @@ def _validation(raw: Any, src: _Lines) -> Validation:
             doc, "null_rate_tolerance", "validation", src, Validation.null_rate_tolerance, 0, 1
         ),
     )
+
+
+def _slo(raw: Any, src: _Lines) -> Slo:
+    doc = _mapping(raw, "slo", src, _SLO_KEYS)
+    if all(doc.get(key) is None for key in _SLO_OBJECTIVES):
+        raise src.error("slo", f"names no objective (give one of {', '.join(_SLO_OBJECTIVES)})")
+    objectives: dict[str, float | None] = {}
+    for key in _SLO_OBJECTIVES:
+        value = doc.get(key)
+        if value is not None:
+            value = _number(value, f"slo.{key}", src)
+            if value <= 0 and key != "max_error_rate":
+                raise src.error(f"slo.{key}", f"must be above 0, got {value:g}")
+            if key == "max_error_rate" and not 0 <= value <= 1:
+                raise src.error(f"slo.{key}", f"a share is between 0 and 1, got {value:g}")
+        objectives[key] = value
+    window = _number(
+        _optional(doc, "window_minutes", Slo.window_minutes), "slo.window_minutes", src
+    )
+    if not 0 < window <= MAX_SLO_WINDOW_MINUTES:
+        raise src.error(
+            "slo.window_minutes",
+            f"must be above 0 and at most {MAX_SLO_WINDOW_MINUTES:g}, got {window:g}",
+        )
+    on_breach = _choice(
+        _optional(doc, "on_breach", Slo.on_breach), "slo.on_breach", src, "a reaction", ON_BREACH
+    )
+    return Slo(**objectives, window_minutes=window, on_breach=on_breach)

@@ -6,6 +6,9 @@ Two signals, each against its own threshold:
   numeric features on reference deciles, categorical ones on their categories;
 - model decay: the champion's deciding metric on the newest partition, which carries labels,
   against the spec's threshold (at least, or at most for error metrics).
+
+With an `slo` in the spec it also watches the champion's live endpoint for the SLO's window
+and reports its p99 latency, error rate and throughput and any breach (trainer.monitor_slo).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from trainer.drift import feature_drift
 from trainer.errors import TrainerError
 from trainer.evaluate import deciding_metric, load_model, predict_outputs
 from trainer.metrics import score
+from trainer.monitor_slo import champion_slo
 from trainer.prepared import load_prepared
 from trainer.registry import champion_version
 from trainer.tracking import DATASET_URI_TAG
@@ -60,7 +64,14 @@ def run_monitor(
     if champion is None and reference_uri is None:
         reason = f"model {model_name!r} has no champion: train one"
         log.info(reason)
-        return {"should_retrain": True, "reason": reason, "champion": None, "drift": {}}
+        slo = _no_champion_slo(spec, model_name)
+        return {
+            "should_retrain": True,
+            "reason": reason,
+            "champion": None,
+            "drift": {},
+            "slo": slo,
+        }
 
     reference_uri = reference_uri or champion_reference_uri(client, champion.run_id, spec)
     reference = _valid_frame(reference_uri, "reference", spec)
@@ -76,6 +87,15 @@ def run_monitor(
         outputs = predict_outputs(load_model(champion_uri), champion_uri, raw, spec)
         value = score(spec, current[spec.label].to_numpy(), outputs)[metric.name]
         live = {"version": str(champion.version), "metric": metric.name, "score": value}
+
+    # After the drift report's inputs are read: bad data fails the task before the window.
+    slo = None
+    if spec.slo is not None:
+        slo = (
+            _no_champion_slo(spec, model_name)
+            if champion is None
+            else champion_slo(champion, spec.slo)
+        )
 
     reasons = []
     if drifted:
@@ -99,4 +119,12 @@ def run_monitor(
         "drifted_features": drifted,
         "max_psi": max_psi,
         "champion": live,
+        "slo": slo,
     }
+
+
+def _no_champion_slo(spec: ModelSpec, model_name: str) -> dict | None:
+    if spec.slo is None:
+        return None
+    reason = f"model {model_name!r} has no champion: no endpoint to hold to the SLO"
+    return {"checked": False, "breached": False, "reason": reason}
