@@ -31,7 +31,7 @@ from ml_platform.settings import platform_config
 
 # The training DAG's deployer environment: the rollback runs as the same team's deploy step
 # (MLP206), with the same namespace, image and serving identity.
-from ml_platform.training_dag import _deployer_env
+from ml_platform.training_dag import deployer_env
 
 DAG_ID = "ml_drift_monitor"
 TRAINING_DAG_ID = "ml_training_pipeline"
@@ -80,7 +80,7 @@ def slo_tasks(spec: ModelSpec, check_drift: Any) -> None:
             image="deployer",
             service_account="deployer",
             arguments=["rollback", "--model-name", "{{ params.model_name }}"],
-            env={SPEC_ENV: spec.to_json(), **_deployer_env(platform_config(), team)},
+            env={SPEC_ENV: spec.to_json(), **deployer_env(platform_config(), team)},
             retries=0,  # a failed rollback has already put back what served
         )
         gate >> rollback >> breached

@@ -301,7 +301,7 @@ def training_dag(
                 "--model-name",
                 "{{ params.model_name }}",
             ],
-            env={**spec_env, **_deployer_env(config, team)},
+            env={**spec_env, **deployer_env(config, team)},
             retries=0,  # a failed rollout has already rolled itself back
             config=config,
         )
@@ -373,7 +373,9 @@ def _team_image_of(spec: ModelSpec, config: PlatformConfig) -> tuple[str, str]:
     return image.name, image.team
 
 
-def _deployer_env(config: PlatformConfig, team: str) -> dict[str, str]:
+def deployer_env(config: PlatformConfig, team: str) -> dict[str, str]:
+    """What a team's deployer step (deploy, or the drift monitor's rollback) is told: the
+    team it acts for, where model servers run, and the serving login it grants READ."""
     env = {
         # The deployer refuses a registered model another team owns (its ml-platform.team tag).
         DEPLOYER_TEAM_ENV: team,
