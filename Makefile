@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Editable installs of our own packages; their pyproject files decide when to reinstall.
-LOCAL_PACKAGES := dags/ml_contract services/trainer services/deployer
+LOCAL_PACKAGES := dags/ml_contract services/ml_dependencies services/trainer services/deployer
 STAMP := $(VENV)/.setup-done
 # Where `make demo` keeps its data, MLflow database and artifacts.
 LOCAL_DIR ?= .local

@@ -206,8 +206,13 @@ def image_refs() -> dict[str, str]:
 
 
 # Named build contexts a platform image's Dockerfile copies from (`COPY --from=<name>`): the
-# trainer installs the model-spec package, which lives with the DAGs that parse specs too.
-NAMED_CONTEXTS: dict[str, dict[str, Path]] = {"trainer": {"contract": DAGS_DIR / "ml_contract"}}
+# trainer installs the model-spec package, which lives with the DAGs that parse specs too, and
+# both services install the dependency-timeout package they share.
+DEPENDENCIES_PACKAGE = SERVICES_DIR / "ml_dependencies"
+NAMED_CONTEXTS: dict[str, dict[str, Path]] = {
+    "trainer": {"contract": DAGS_DIR / "ml_contract", "dependencies": DEPENDENCIES_PACKAGE},
+    "deployer": {"dependencies": DEPENDENCIES_PACKAGE},
+}
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import json
 import re
 import shlex
 import subprocess
+import tomllib
 
 import pytest
 
@@ -127,3 +128,34 @@ def test_each_dockerfile_gets_the_named_contexts_it_copies_from(commands):
         assert set(given) == wanted, context
         for name, path in given.items():
             assert (REPO / path / "pyproject.toml").is_file(), (context, name, path)
+
+
+def _own_packages() -> dict[str, str]:
+    """Distribution name -> folder of each of the repository's own packages: the Makefile's
+    LOCAL_PACKAGES, what `make setup` installs editable."""
+    makefile = (REPO / "Makefile").read_text().splitlines()
+    (line,) = [text for text in makefile if text.startswith("LOCAL_PACKAGES")]
+    folders = line.split(":=", 1)[1].split()
+    return {
+        tomllib.loads((REPO / folder / "pyproject.toml").read_text())["project"]["name"]: folder
+        for folder in folders
+    }
+
+
+def test_each_image_gets_the_repositorys_own_packages_it_depends_on(commands):
+    """An image's dependency on one of our packages (ml-platform-*) resolves to the copy given
+    as a named context (none is on a registry), and `make setup` installs it too."""
+    own = _own_packages()
+    checked = 0
+    for command in _builds(commands):
+        pyproject = REPO / command[-1] / "pyproject.toml"
+        if not pyproject.is_file():  # a team image installs nothing of ours itself
+            continue
+        requires = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+        names = {re.split(r"[\s\[<>=!~;]", spec, maxsplit=1)[0] for spec in requires}
+        ours = {name for name in names if name.startswith("ml-platform-")}
+        assert ours <= set(own), (command[-1], ours - set(own))
+        given = {value.split("=", 1)[1] for value in _option(command, "--build-context")}
+        assert given == {own[name] for name in ours}, command[-1]
+        checked += bool(ours)
+    assert checked == 2  # the trainer and the deployer share ml-platform-dependencies

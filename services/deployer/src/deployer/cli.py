@@ -20,8 +20,9 @@ from contextlib import contextmanager, redirect_stderr
 from pathlib import Path
 from typing import Any, NoReturn
 
-from deployer.dependencies import BadBound, bounded_dependencies, unreachable
-from deployer.dependencies import bound as dependency_bound
+from ml_dependencies import BadBound, bounded_dependencies, unreachable
+from ml_dependencies import bound as dependency_bound
+
 from deployer.errors import StepFailed, one_line
 
 log = logging.getLogger("deployer")

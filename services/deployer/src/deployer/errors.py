@@ -15,7 +15,7 @@ class StepFailed(Exception):
 def one_line(exc: BaseException, limit: int = 400) -> str:
     """An exception as one bounded line: MLflow and HTTP errors often span many lines. A
     dependency that could not be reached is named as such, whatever error it surfaced as."""
-    from deployer.dependencies import unreachable
+    from ml_dependencies import unreachable
 
     text = unreachable(exc) or " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -13,8 +13,9 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from ml_dependencies import BadBound, bounded_dependencies, unreachable
+
 from ml_contract import SPEC_ENV
-from trainer.dependencies import bounded_dependencies, unreachable
 from trainer.errors import TrainerError
 from trainer.hyperparams import OPTIMIZERS, Hyperparams
 from trainer.xcom import DEFAULT_XCOM_PATH, XCOM_ENV, write_xcom, xcom_path
@@ -296,9 +297,10 @@ def configure_logging() -> None:
 
 def one_line_error(exc: BaseException) -> str | None:
     """What main prints for an expected failure: an unreachable MLflow or storage endpoint
-    (whatever error it surfaced as) or a TrainerError; None for anything else."""
+    (whatever error it surfaced as), a TrainerError, or a bad ML_PLATFORM_DEPENDENCY_TIMEOUT
+    (the user's to fix, like a TrainerError); None for anything else."""
     message = unreachable(exc)
-    if message is None and isinstance(exc, TrainerError):
+    if message is None and isinstance(exc, TrainerError | BadBound):
         message = str(exc)
     return None if message is None else " ".join(message.split())  # one line, always
 

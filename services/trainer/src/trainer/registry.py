@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from ml_dependencies import raise_if_unreachable
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
-
-from trainer.dependencies import raise_if_unreachable
 
 log = logging.getLogger(__name__)
 

@@ -202,8 +202,9 @@ def entrypoint(
     argv: Sequence[str] | None = None,
 ) -> int:
     """Parse, run `handler`, write its result as the XCom; one-line errors, exit 1."""
+    from ml_dependencies import bounded_dependencies
+
     from trainer.cli import configure_logging, one_line_error
-    from trainer.dependencies import bounded_dependencies
 
     args = parser.parse_args(argv)
     configure_logging()

@@ -1,7 +1,10 @@
 """Read and write files by URI: file:///abs/path, plain paths, or s3://bucket/key.
 
-s3:// goes to the S3-compatible endpoint in AWS_ENDPOINT_URL (else MLFLOW_S3_ENDPOINT_URL),
-with the standard AWS credential variables; pyarrow.fs does the I/O, so no s3fs is needed.
+s3:// goes to the S3-compatible endpoint in AWS_ENDPOINT_URL (else MLFLOW_S3_ENDPOINT_URL);
+pyarrow.fs does the I/O, so no s3fs is needed. Credentials come from the AWS SDK's default
+chain: on AWS the pod's IAM role through IRSA (the web identity token EKS mounts, no key
+anywhere); on kind and GCP the AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY of the team's
+storage Secret (GCS's S3-compatible API takes HMAC keys only).
 Every function normalises its URI first, so errors always name the canonical URI.
 """
 
@@ -19,8 +22,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+from ml_dependencies import bound
 
-from trainer.dependencies import bound
 from trainer.errors import StorageError
 
 _DEFAULT_REGION = "us-east-1"
@@ -57,7 +60,7 @@ def join(uri: str, name: str) -> str:
 
 
 def _s3_filesystem() -> pafs.S3FileSystem:
-    """A filesystem for the configured endpoint; credentials come from the AWS variables."""
+    """A filesystem for the configured endpoint; credentials from the SDK's default chain."""
     endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
     # An explicit region avoids a slow lookup that fails outside AWS.
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
