@@ -24,10 +24,10 @@ from deployer_testkit import (
     log_code_model,
     log_torch_model,
 )
-from ml_dependencies import TIMEOUT_ENV, bounded_dependencies, unreachable
 from mlflow import MlflowClient
 
 from deployer import processes
+from ml_dependencies import TIMEOUT_ENV, bounded_dependencies, unreachable
 
 # Far above what each case needs with the bound set low (seconds), far below MLflow's own
 # default of about four minutes: a busy machine cannot make these fail, a lost bound does.

@@ -13,8 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from ml_dependencies import TIMEOUT_ENV, Bound
 from trainer_helpers import TRAINER_SCRIPT
+
+from ml_dependencies import TIMEOUT_ENV, Bound
 
 # Far above what each case needs with the bound set low, far below MLflow's own default of
 # about four minutes: a busy machine cannot make these fail, a lost bound does.

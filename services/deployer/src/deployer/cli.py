@@ -20,10 +20,9 @@ from contextlib import contextmanager, redirect_stderr
 from pathlib import Path
 from typing import Any, NoReturn
 
+from deployer.errors import StepFailed, one_line
 from ml_dependencies import BadBound, bounded_dependencies, unreachable
 from ml_dependencies import bound as dependency_bound
-
-from deployer.errors import StepFailed, one_line
 
 log = logging.getLogger("deployer")
 

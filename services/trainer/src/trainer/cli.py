@@ -13,9 +13,8 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from ml_dependencies import BadBound, bounded_dependencies, unreachable
-
 from ml_contract import SPEC_ENV
+from ml_dependencies import BadBound, bounded_dependencies, unreachable
 from trainer.errors import TrainerError
 from trainer.hyperparams import OPTIMIZERS, Hyperparams
 from trainer.xcom import DEFAULT_XCOM_PATH, XCOM_ENV, write_xcom, xcom_path

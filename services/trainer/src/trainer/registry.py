@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ml_dependencies import raise_if_unreachable
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
+
+from ml_dependencies import raise_if_unreachable
 
 log = logging.getLogger(__name__)
 

@@ -203,7 +203,6 @@ def entrypoint(
 ) -> int:
     """Parse, run `handler`, write its result as the XCom; one-line errors, exit 1."""
     from ml_dependencies import bounded_dependencies
-
     from trainer.cli import configure_logging, one_line_error
 
     args = parser.parse_args(argv)

@@ -22,8 +22,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-from ml_dependencies import bound
 
+from ml_dependencies import bound
 from trainer.errors import StorageError
 
 _DEFAULT_REGION = "us-east-1"
