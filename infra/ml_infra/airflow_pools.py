@@ -15,6 +15,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from ml_infra.config import StackConfig
+from ml_infra.jobs import one_shot_job_spec, restricted_container
 from ml_infra.kube import k8s_opts, metadata
 from ml_infra.platform_document import airflow_pools
 from ml_infra.platform_secrets import AIRFLOW_METADATA_SECRET
@@ -43,64 +44,36 @@ def declare_airflow_pools(
         opts=k8s_opts(provider, depends_on),
     )
     airflow = config.airflow
+    database_url = {"secretKeyRef": {"name": AIRFLOW_METADATA_SECRET, "key": "connection"}}
+    container = restricted_container(
+        name="pools",
+        image=f"{airflow.image_repository}:{airflow.image_tag}",
+        args=["airflow", "pools", "import", f"/pools/{POOLS_KEY}"],
+        env=[
+            {"name": "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "valueFrom": database_url},
+            # The root filesystem is read-only: Airflow's home is scratch.
+            {"name": "AIRFLOW_HOME", "value": "/tmp/airflow"},
+        ],
+        volumeMounts=[
+            {"name": "pools", "mountPath": "/pools", "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+        resources={"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+    )
+    spec = one_shot_job_spec(
+        uid=AIRFLOW_UID,
+        gid=0,
+        labels={"app.kubernetes.io/name": JOB_NAME},
+        annotations={"ml-platform/pools": json.dumps(json.loads(document))},
+        containers=[container],
+        volumes=[
+            {"name": "pools", "configMap": {"name": JOB_NAME}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "100Mi"}},
+        ],
+    )
     return k8s.batch.v1.Job(
         JOB_NAME,
         metadata=metadata(JOB_NAME, ns),
-        spec={
-            "backoffLimit": 6,
-            "template": {
-                "metadata": {
-                    "labels": {"app.kubernetes.io/name": JOB_NAME},
-                    "annotations": {"ml-platform/pools": json.dumps(json.loads(document))},
-                },
-                "spec": {
-                    "restartPolicy": "OnFailure",
-                    "automountServiceAccountToken": False,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": AIRFLOW_UID,
-                        "runAsGroup": 0,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [
-                        {
-                            "name": "pools",
-                            "image": f"{airflow.image_repository}:{airflow.image_tag}",
-                            "args": ["airflow", "pools", "import", f"/pools/{POOLS_KEY}"],
-                            "env": [
-                                {
-                                    "name": "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
-                                    "valueFrom": {
-                                        "secretKeyRef": {
-                                            "name": AIRFLOW_METADATA_SECRET,
-                                            "key": "connection",
-                                        }
-                                    },
-                                },
-                                # The root filesystem is read-only: Airflow's home is scratch.
-                                {"name": "AIRFLOW_HOME", "value": "/tmp/airflow"},
-                            ],
-                            "volumeMounts": [
-                                {"name": "pools", "mountPath": "/pools", "readOnly": True},
-                                {"name": "tmp", "mountPath": "/tmp"},
-                            ],
-                            "securityContext": {
-                                "allowPrivilegeEscalation": False,
-                                "readOnlyRootFilesystem": True,
-                                "capabilities": {"drop": ["ALL"]},
-                            },
-                            "resources": {
-                                "requests": {"cpu": "100m", "memory": "256Mi"},
-                                "limits": {"memory": "512Mi"},
-                            },
-                        }
-                    ],
-                    "volumes": [
-                        {"name": "pools", "configMap": {"name": JOB_NAME}},
-                        {"name": "tmp", "emptyDir": {"sizeLimit": "100Mi"}},
-                    ],
-                },
-            },
-        },
+        spec=spec,
         opts=k8s_opts(provider, [pools_map, *depends_on]),
     )

@@ -14,6 +14,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from ml_infra.config import StackConfig
+from ml_infra.jobs import one_shot_job_spec, restricted_container
 from ml_infra.kube import k8s_opts, metadata
 from ml_infra.platform_secrets import DATABASE_USERS_SECRET, DATABASES, POSTGRES_ADMIN_SECRET
 from ml_infra.resources import DatabaseServer
@@ -72,46 +73,31 @@ def declare_database_setup(
     ns = config.namespaces["storage"]
     admin_ref = {"secretKeyRef": {"name": POSTGRES_ADMIN_SECRET, "key": "password"}}
     checksum = pulumi.Output.all(*generated_passwords).apply(_checksum)
+    container = restricted_container(
+        # Writable root as before: the postgres image under psql is not yet run read-only.
+        read_only_root=False,
+        name="setup",
+        image=f"postgres:{config.postgres.version}",
+        command=["/bin/sh", "-c", setup_script()],
+        env=[
+            {"name": "PGHOST", "value": server.host},
+            {"name": "PGPORT", "value": str(server.port)},
+            {"name": "PGDATABASE", "value": "postgres"},
+            {"name": "PGUSER", "value": server.admin_user},
+            {"name": "PGPASSWORD", "valueFrom": admin_ref},
+            {"name": "PGSSLMODE", "value": server.sslmode},
+        ],
+        envFrom=[{"secretRef": {"name": DATABASE_USERS_SECRET}}],
+        resources={"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
+    )
+    spec = one_shot_job_spec(
+        uid=POSTGRES_UID,
+        annotations={"ml-platform/passwords-checksum": checksum},
+        containers=[container],
+    )
     return k8s.batch.v1.Job(
         JOB_NAME,
         metadata=metadata(JOB_NAME, ns),
-        spec={
-            "backoffLimit": 6,
-            "template": {
-                "metadata": {"annotations": {"ml-platform/passwords-checksum": checksum}},
-                "spec": {
-                    "restartPolicy": "OnFailure",
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": POSTGRES_UID,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [
-                        {
-                            "name": "setup",
-                            "image": f"postgres:{config.postgres.version}",
-                            "command": ["/bin/sh", "-c", setup_script()],
-                            "env": [
-                                {"name": "PGHOST", "value": server.host},
-                                {"name": "PGPORT", "value": str(server.port)},
-                                {"name": "PGDATABASE", "value": "postgres"},
-                                {"name": "PGUSER", "value": server.admin_user},
-                                {"name": "PGPASSWORD", "valueFrom": admin_ref},
-                                {"name": "PGSSLMODE", "value": server.sslmode},
-                            ],
-                            "envFrom": [{"secretRef": {"name": DATABASE_USERS_SECRET}}],
-                            "securityContext": {
-                                "allowPrivilegeEscalation": False,
-                                "capabilities": {"drop": ["ALL"]},
-                            },
-                            "resources": {
-                                "requests": {"cpu": "50m", "memory": "64Mi"},
-                                "limits": {"memory": "128Mi"},
-                            },
-                        }
-                    ],
-                },
-            },
-        },
+        spec=spec,
         opts=k8s_opts(provider, [*depends_on, *server.ready]),
     )

@@ -16,6 +16,7 @@ import pulumi_kubernetes as k8s
 from ml_infra.config import StackConfig
 from ml_infra.endpoints import mlflow_url
 from ml_infra.generated_secrets import GeneratedSecrets
+from ml_infra.jobs import one_shot_job_spec, restricted_container
 from ml_infra.kube import k8s_opts, metadata
 from ml_infra.platform_secrets import MLFLOW_USERS_KEY, MLFLOW_USERS_SECRET
 
@@ -49,58 +50,37 @@ def declare_mlflow_users(
         lambda passwords: _checksum(script, list(passwords))
     )
     users_file = f"/users/{MLFLOW_USERS_KEY}"
+    container = restricted_container(
+        name="users",
+        image=IMAGE,
+        command=["python", f"/scripts/{SCRIPT_KEY}"],
+        env=[
+            {"name": "MLFLOW_TRACKING_URI", "value": mlflow_url(config)},
+            {"name": "MLFLOW_USERS_FILE", "value": users_file},
+            {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+        ],
+        # The admin login, as the chart's auth.existingAdminSecret has it.
+        envFrom=[{"secretRef": {"name": config.mlflow.credentials_secret}}],
+        volumeMounts=[
+            {"name": "script", "mountPath": "/scripts", "readOnly": True},
+            {"name": "users", "mountPath": "/users", "readOnly": True},
+        ],
+        resources={"requests": {"cpu": "20m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}},
+    )
+    spec = one_shot_job_spec(
+        uid=NOBODY,
+        gid=NOBODY,
+        labels={"app.kubernetes.io/name": JOB_NAME},
+        annotations={"ml-platform/users-checksum": checksum},
+        containers=[container],
+        volumes=[
+            {"name": "script", "configMap": {"name": f"{JOB_NAME}-script"}},
+            {"name": "users", "secret": {"secretName": MLFLOW_USERS_SECRET}},
+        ],
+    )
     return k8s.batch.v1.Job(
         JOB_NAME,
         metadata=metadata(JOB_NAME, ns),
-        spec={
-            "backoffLimit": 6,
-            "template": {
-                "metadata": {
-                    "labels": {"app.kubernetes.io/name": JOB_NAME},
-                    "annotations": {"ml-platform/users-checksum": checksum},
-                },
-                "spec": {
-                    "restartPolicy": "OnFailure",
-                    "automountServiceAccountToken": False,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": NOBODY,
-                        "runAsGroup": NOBODY,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [
-                        {
-                            "name": "users",
-                            "image": IMAGE,
-                            "command": ["python", f"/scripts/{SCRIPT_KEY}"],
-                            "env": [
-                                {"name": "MLFLOW_TRACKING_URI", "value": mlflow_url(config)},
-                                {"name": "MLFLOW_USERS_FILE", "value": users_file},
-                                {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
-                            ],
-                            # The admin login, as the chart's auth.existingAdminSecret has it.
-                            "envFrom": [{"secretRef": {"name": config.mlflow.credentials_secret}}],
-                            "volumeMounts": [
-                                {"name": "script", "mountPath": "/scripts", "readOnly": True},
-                                {"name": "users", "mountPath": "/users", "readOnly": True},
-                            ],
-                            "securityContext": {
-                                "allowPrivilegeEscalation": False,
-                                "readOnlyRootFilesystem": True,
-                                "capabilities": {"drop": ["ALL"]},
-                            },
-                            "resources": {
-                                "requests": {"cpu": "20m", "memory": "32Mi"},
-                                "limits": {"memory": "64Mi"},
-                            },
-                        }
-                    ],
-                    "volumes": [
-                        {"name": "script", "configMap": {"name": f"{JOB_NAME}-script"}},
-                        {"name": "users", "secret": {"secretName": MLFLOW_USERS_SECRET}},
-                    ],
-                },
-            },
-        },
+        spec=spec,
         opts=k8s_opts(provider, [script_map, *depends_on]),
     )
