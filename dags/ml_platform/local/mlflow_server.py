@@ -94,18 +94,14 @@ class BasicAuth:
         return path
 
 
-@contextmanager
-def local_mlflow_server(
-    root: Path, port: int | None = None, timeout_s: float = 90, auth: BasicAuth | None = None
-) -> Iterator[MlflowServer]:
-    """A tracking server and registry whose data lives under `root`; stopped on exit.
-    With `auth`, MLflow's basic-auth app is on (users and per-resource permissions)."""
-    root = Path(root).resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_file = root / "mlflow-server.log"
-    cmd = [
+# The server's job runner (huey workers for GenAI jobs) costs six processes and seconds of
+# start-up; tracking and the registry do not use it.
+SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
+def server_command(root: Path, port: int) -> list[str]:
+    """`mlflow server` on 127.0.0.1:port with its data (SQLite, artifacts) under `root`."""
+    return [
         _mlflow_executable(),
         "server",
         "--host",
@@ -119,9 +115,21 @@ def local_mlflow_server(
         "--artifacts-destination",
         str(root / "mlartifacts"),
     ]
-    # The server's job runner (huey workers for GenAI jobs) costs six processes and seconds
-    # of start-up; tracking and the registry do not use it.
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
+@contextmanager
+def local_mlflow_server(
+    root: Path, port: int | None = None, timeout_s: float = 90, auth: BasicAuth | None = None
+) -> Iterator[MlflowServer]:
+    """A tracking server and registry whose data lives under `root`; stopped on exit.
+    With `auth`, MLflow's basic-auth app is on (users and per-resource permissions)."""
+    root = Path(root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_file = root / "mlflow-server.log"
+    cmd = server_command(root, port)
+    env = {**os.environ, **SERVER_ENV}
     if auth is not None:
         cmd += ["--app-name", "basic-auth"]
         env["MLFLOW_AUTH_CONFIG_PATH"] = str(auth.write_config(root))

@@ -95,12 +95,12 @@ def local_environment(
     return env
 
 
-def prepare_airflow_home() -> None:
+def prepare_airflow_home(local_settings: str = LOCAL_SETTINGS) -> None:
     """Metadata DB migrated, the platform's policies installed and its GPU pools created, as on
-    the cluster."""
+    the cluster (`local_settings`: what airflow_local_settings.py holds)."""
     home = Path(os.environ["AIRFLOW_HOME"])
     (home / "config").mkdir(parents=True, exist_ok=True)
-    (home / "config" / "airflow_local_settings.py").write_text(LOCAL_SETTINGS)
+    (home / "config" / "airflow_local_settings.py").write_text(local_settings)
     airflow = str(Path(sys.executable).with_name("airflow"))
     log.info("migrating the local Airflow metadata DB in %s", home)
     subprocess.run([airflow, "db", "migrate"], check=True, capture_output=True, timeout=300)
