@@ -3,7 +3,9 @@
 The deployer account can replace what serves in the serving namespace. A task may use it
 only with the platform's deployer image, its own entrypoint (no `cmds`), and DEPLOYER_TEAM
 naming the team whose folder holds the DAG, which the deployer then holds to the registered
-model's owner tag. Checked by task_policy when Airflow parses a DAG and by `make check-dags`.
+model's owner tag, and the pod wears `ml-platform/image=deployer`. Checked by task_policy when
+Airflow parses a DAG and by `make check-dags`; the API server holds the image, entrypoint and
+label rules too (infra/ml_infra/admission_policies.py).
 """
 
 from __future__ import annotations
@@ -68,6 +70,11 @@ def deployer_violations(
         why.append(f"with image {image!r}, not the platform's deployer")
     if base and base.command:
         why.append("with its own cmds instead of the deployer's entrypoint")
+    labels = (pod.metadata.labels if pod.metadata else None) or {}
+    if labels.get(IMAGE_LABEL) != "deployer":
+        # The API server refuses it too (infra's admission policies): the label is what gives
+        # the pod its token mount and its way to the Kubernetes API.
+        why.append(f"without the label {IMAGE_LABEL}=deployer")
     claimed = _env(base).get(TEAM_ENV)
     if claimed != team:
         why.append(f"for team {claimed!r} ({TEAM_ENV}) in a DAG of team {team!r}")

@@ -10,6 +10,7 @@ import pulumi_aws as aws
 import pulumi_gcp as gcp
 
 from ml_infra import airflow_release, mlflow_release, postgres_kind
+from ml_infra.admission_policies import declare_admission_policies
 from ml_infra.airflow_pools import declare_airflow_pools
 from ml_infra.cluster_eks import declare_eks_cluster
 from ml_infra.cluster_gke import declare_gke_cluster
@@ -110,6 +111,7 @@ def declare_platform(config: StackConfig, values: ValuesFiles) -> None:
     declare_rbac(config, provider, namespaces)
     declare_gpu_quota(config, provider, namespaces)
     declare_network_policies(config, provider, namespaces, cluster.storage_cidrs)
+    declare_admission_policies(config, provider)
 
     credentials = declare_credentials_secrets(config, provider, namespaces, storage, generated)
     database_logins = declare_database_secrets(config, provider, namespaces, server, generated)
