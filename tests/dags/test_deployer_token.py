@@ -10,7 +10,6 @@ import copy
 from pathlib import Path
 
 import pytest
-from conftest import PIPELINE_DAG_ID, build_pod
 from kubernetes.client import Configuration
 from kubernetes.client import models as k8s
 from kubernetes.config import incluster_config
@@ -24,6 +23,7 @@ from ml_platform.pod_security import (
 )
 from ml_platform.policies import pod_mutation_hook
 from ml_platform.settings import IMAGE_LABEL, PlatformConfig
+from tests.dags.conftest import PIPELINE_DAG_ID, build_pod
 from tests.pod_security_profile import restricted_violations
 
 

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from airflow.sdk import DAG
 from airflow.sdk.exceptions import AirflowFailException
-from conftest import DAGS_FOLDER
 
 from ml_platform.deployer_rules import TEAM_ENV
 from ml_platform.model_specs import PLATFORM_TEAM
 from ml_platform.policies import task_policy
 from ml_platform.testing import build_task_pod, dag_findings, load_dag
+from tests.dags.conftest import DAGS_FOLDER
 
 SLO_TASKS = {"slo_gate", "rollback", "slo_breached"}
 

@@ -8,9 +8,9 @@ import pytest
 from airflow.sdk import DAG
 from airflow.sdk.definitions.mappedoperator import MappedOperator
 from airflow.serialization.serialized_objects import DagSerialization
-from conftest import build_pod
 
 from ml_platform.pools import check_schedulable, pods_per_node
+from tests.dags.conftest import build_pod
 
 
 def test_one_run_at_a_time_without_backfill(pipeline_dag: DAG):
