@@ -64,6 +64,31 @@ run-dag: setup ## run one DAG locally like `make demo`: DAG=<dag_id> [ARGS='--da
 	PYTHONPATH=dags $(BIN)/python -m ml_platform.local.demo --dag "$(DAG)" \
 	  --local-dir $(LOCAL_DIR) --mlflow-port $(MLFLOW_PORT) $(ARGS)
 
+# The platform on one machine (docs/local-platform.md): the real Airflow services on a
+# PostgreSQL of its own, MLflow and the SMTP sink on 127.0.0.1; data under LOCAL_DIR.
+# Ports (default 8080, MLFLOW_PORT, 8025, 5433; 0: any free one) are passed on only when set on
+# the command line or in the environment: a later `make up` keeps the ports of the first.
+port_flag = $(if $(filter command line environment,$(origin $(1))),--$(2)-port $($(1)))
+# Airflow's PostgreSQL drivers (sync and async), for the local platform only.
+PLATFORM_DRIVERS := psycopg2-binary==2.9.13 asyncpg==0.32.0
+STACK := PYTHONPATH=dags $(BIN)/python -m ml_platform.local.stack --local-dir $(LOCAL_DIR)
+
+.PHONY: up down e2e-local
+up: setup ## the platform on this machine: Airflow UI/API, scheduler, triggerer on PostgreSQL; MLflow
+	@$(BIN)/python -c 'import psycopg2, asyncpg' 2>/dev/null || { \
+	  echo "up: installing Airflow's PostgreSQL drivers ($(PLATFORM_DRIVERS))"; \
+	  $(BIN)/python -m pip install --quiet --disable-pip-version-check $(PLATFORM_DRIVERS) 2>&1 \
+	  | { grep -v "^WARNING: Location" || true; }; }
+	$(STACK) up $(call port_flag,AIRFLOW_PORT,airflow) $(call port_flag,MLFLOW_PORT,mlflow) \
+	  $(call port_flag,SMTP_PORT,smtp) $(call port_flag,POSTGRES_PORT,postgres)
+
+down: ## stop everything `make up` started, by PID; the data stays in LOCAL_DIR
+	@if test -x $(BIN)/python; then $(STACK) down; else echo "down: no $(VENV): nothing was started"; fi
+
+e2e-local: setup ## end-to-end tests on the platform on this machine (own LOCAL_DIR, free ports)
+	ML_PLATFORM_E2E_LOCAL=1 $(BIN)/pytest tests/local_platform -rs -o log_cli=true \
+	  --log-cli-level=INFO
+
 # The kind path (docs/kind.md): a local cluster running the kind stack, the platform images,
 # and the end-to-end tests against it. The shell logic lives in infra/kind/ and infra/deploy.sh.
 .PHONY: kind-up images deploy e2e kind-down

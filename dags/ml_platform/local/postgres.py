@@ -100,7 +100,7 @@ def _check_reachable(path: Path) -> None:
         return
     for parent in [*reversed(path.parents)]:
         if parent.exists() and not os.stat(parent).st_mode & 0o001:
-            raise PostgresUnavailable(
+            raise RuntimeError(
                 f"{parent} is not searchable by other users, so the `{SERVER_USER}` user cannot "
                 f"reach {path}: use a LOCAL_DIR under a folder others can enter"
             )
@@ -168,7 +168,7 @@ class Postgres:
                 check=True, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S,
             )  # fmt: skip
         except subprocess.CalledProcessError as exc:
-            raise PostgresUnavailable(f"initdb failed: {exc.stderr.strip()[-500:]}") from None
+            raise RuntimeError(f"initdb failed: {exc.stderr.strip()[-500:]}") from None
         finally:
             pwfile.unlink(missing_ok=True)
 

@@ -546,9 +546,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             state, already = up(layout, ports)
         except PostgresUnavailable as exc:
-            print(f"up: {exc}", file=sys.stderr)
+            print(f"up: PostgreSQL unavailable: {exc}", file=sys.stderr)
             return EXIT_NO_POSTGRES
-        except PlatformError as exc:
+        except (PlatformError, RuntimeError, TimeoutError) as exc:
             print(f"up: {exc}", file=sys.stderr)
             return 1
         print(f"\nThe local platform is {'already running' if already else 'up'}:")
