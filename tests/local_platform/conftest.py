@@ -3,7 +3,7 @@
 The session fixture brings the platform up with `make up` in a LOCAL_DIR of its own
 (.local/e2e-local, on free ports, so a platform a person runs with the defaults is left
 alone) and takes it down with `make down` at the end; the data stays there for a look after a
-failure. Without ML_PLATFORM_E2E_LOCAL=1 (`make e2e-local` sets it) the tests are skipped, so
+failure. Without ML_PLATFORM_E2E_LOCAL=1 (`make e2e-local` sets it) those tests are skipped, so
 `make test` does not start a platform; they are also skipped, with `make up`'s one line, when
 PostgreSQL is not installed and cannot be installed here.
 """
@@ -28,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 ENABLED = os.environ.get("ML_PLATFORM_E2E_LOCAL") == "1"
 LOCAL_DIR = REPO / ".local" / "e2e-local"
+E2E_MODULE = "test_local_platform.py"  # the rest of the folder: quick tests of the pieces
 UP_TIMEOUT_S = 900  # PostgreSQL's install on a bare machine included
 DOWN_TIMEOUT_S = 300
 
@@ -39,7 +40,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     skip = pytest.mark.skip(reason="the local platform's e2e tests run with `make e2e-local`")
     for item in items:
-        if HERE in item.path.parents:
+        if item.path.parent == HERE and item.path.name == E2E_MODULE:
             item.add_marker(skip)
 
 

@@ -244,11 +244,15 @@ def recorded_pid(layout: Layout, name: str) -> int | None:
     except (FileNotFoundError, ValueError):
         return None
     pid = int(pid_text)
-    if _start_ticks(pid) != ticks:
-        return None
-    # A zombie has not gone yet but does nothing.
-    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    return None if state == "Z" else pid
+    return pid if _start_ticks(pid) == ticks and _alive(pid) else None
+
+
+def _alive(pid: int) -> bool:
+    """Running: not gone, and not a zombie (exited, waiting for its parent to notice)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 def _record(layout: Layout, name: str, pid: int) -> None:
@@ -301,28 +305,39 @@ def _wait(
         time.sleep(1)
 
 
-def stop_process(layout: Layout, name: str, timeout_s: float = STOP_TIMEOUT_S) -> bool:
-    """SIGTERM to the process group `up` started (its workers and tasks with it); SIGKILL
-    to what is left past the bound. False when it was not running."""
-    pid = recorded_pid(layout, name)
-    if pid is None:
-        layout.pid_file(name).unlink(missing_ok=True)
-        return False
-    log.info("stopping %s (pid %d)", name, pid)
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return False
+def stop_processes(
+    layout: Layout, names: list[str], timeout_s: float = STOP_TIMEOUT_S
+) -> list[str]:
+    """SIGTERM to each process group `up` started (workers and tasks with it), all at once;
+    SIGKILL to what is left of a group past the bound. Returns the names that were running."""
+    signalled: dict[str, int] = {}
+    for name in names:
+        pid = recorded_pid(layout, name)
+        if pid is None:
+            layout.pid_file(name).unlink(missing_ok=True)
+            continue
+        log.info("stopping %s (pid %d)", name, pid)
+        try:
+            os.killpg(pid, signal.SIGTERM)
+            signalled[name] = pid
+        except ProcessLookupError:
+            layout.pid_file(name).unlink(missing_ok=True)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and _start_ticks(pid) is not None:
+    while time.monotonic() < deadline and any(_alive(pid) for pid in signalled.values()):
         time.sleep(0.3)
-    try:
-        os.killpg(pid, signal.SIGKILL)  # stragglers of the group (or the leader itself)
-        log.warning("%s: killed what was left of its process group", name)
-    except ProcessLookupError:
-        pass
-    layout.pid_file(name).unlink(missing_ok=True)
-    return True
+    for name, pid in signalled.items():
+        try:
+            os.killpg(pid, signal.SIGKILL)  # stragglers of the group (or the leader itself)
+            log.warning("%s: killed what was left of its process group", name)
+        except ProcessLookupError:
+            pass
+        layout.pid_file(name).unlink(missing_ok=True)
+    return list(signalled)
+
+
+def stop_process(layout: Layout, name: str, timeout_s: float = STOP_TIMEOUT_S) -> bool:
+    """stop_processes for one; False when it was not running."""
+    return bool(stop_processes(layout, [name], timeout_s))
 
 
 # --- health -------------------------------------------------------------------------------
@@ -476,7 +491,7 @@ def up(layout: Layout, ports: dict[str, int | None]) -> tuple[State, bool]:
 
 def down(layout: Layout) -> list[str]:
     """Stop what `up` started, newest first, and the model servers the runs deployed."""
-    stopped = [name for name in reversed(PROCESSES) if stop_process(layout, name)]
+    stopped = stop_processes(layout, list(reversed(PROCESSES)))
     state = load_state(layout)
     if state is not None and postgres_of(layout, state).stop():
         stopped.append("postgres")
