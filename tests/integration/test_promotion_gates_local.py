@@ -13,6 +13,7 @@ lets through) asks for approval; the approval mechanism, not the churn data, is 
 
 from __future__ import annotations
 
+import email
 import shutil
 from datetime import date
 from pathlib import Path
@@ -113,6 +114,13 @@ def test_a_corrupted_day_after_a_good_one_changes_nothing(platform, dags_folder,
     assert (_registry(server), _served(endpoint, rows.head(5))) == before
     summary = format_summary(outcome, "ui")
     assert f"stopped at data_preparation.validate: {reason}" in summary
+    # The team hears of it: the local SMTP server got the failed task with its reason.
+    subjects = {sent["subject"]: sent["path"] for sent in outcome["notifications"]}
+    failed = "[ml-platform local] ml_training_pipeline: task data_preparation.validate failed"
+    assert failed in subjects, list(subjects)
+    mail = email.message_from_bytes(Path(subjects[failed]).read_bytes())
+    body = next(p for p in mail.walk() if p.get_content_type() == "text/html")
+    assert "column &#x27;monthly_charges&#x27;" in body.get_payload(decode=True).decode()
 
 
 def _drifted_day(platform, dags_folder: Path, day: date, *approval: str) -> dict[str, Any]:
