@@ -80,7 +80,7 @@ def slo_tasks(spec: ModelSpec, check_drift: Any) -> None:
             image="deployer",
             service_account="deployer",
             arguments=["rollback", "--model-name", "{{ params.model_name }}"],
-            env={SPEC_ENV: spec.to_json(), **deployer_env(platform_config(), team)},
+            env={SPEC_ENV: spec.to_json(), **deployer_env(platform_config(), team, spec.model)},
             retries=0,  # a failed rollback has already put back what served
         )
         gate >> rollback >> breached

@@ -19,8 +19,12 @@ from ml_platform.settings import IMAGE_LABEL, PlatformConfig
 from ml_platform.violations import Violation
 
 TEAM_ENV = "DEPLOYER_TEAM"
-# The MLflow login of the team's model servers, which the deployer grants READ on the model.
+# The model a deploy step deploys: its serving login is that model's, READ on it alone.
+MODEL_ENV = "DEPLOYER_MODEL"
+# The MLflow login of the model's servers, which the deployer grants READ on the model, and
+# the Secret (serving namespace) carrying it into them.
 SERVING_USER_ENV = "DEPLOYER_SERVING_USER"
+SERVING_SECRET_ENV = "DEPLOYER_ENV_SECRET"
 FIX = "deploy through the platform's training DAG (training_dag), whose deploy step is the only use"
 
 

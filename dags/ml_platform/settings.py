@@ -101,19 +101,28 @@ def team_repository(team: str, image: str) -> str:
 @dataclass(frozen=True)
 class TeamIdentity:
     """A team's identities on a stack: its pods' service account and Secrets (training
-    namespace), and the read-only MLflow login its model servers get (serving namespace)."""
+    namespace)."""
 
     team: str
     service_account: str
     mlflow_secret: str  # the team's MLflow login
     storage_secret: str  # the team's key to its folder of the datasets bucket
-    serving_user: str
-    serving_secret: str
 
     @property
     def secrets(self) -> tuple[str, str]:
         """The Secrets in the training namespace that are this team's alone."""
         return (self.mlflow_secret, self.storage_secret)
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """A model's servers' read-only MLflow login (serving namespace): the deployer grants it
+    READ on this model alone."""
+
+    model: str
+    team: str  # the team whose DAG folder holds the model's spec
+    serving_user: str
+    serving_secret: str
 
 
 @dataclass(frozen=True)
@@ -145,13 +154,8 @@ class Notifications:
         return tuple(c for c in (self.email, self.slack) if c is not None)
 
 
-TEAM_IDENTITY_KEYS = (
-    "service_account",
-    "mlflow_secret",
-    "storage_secret",
-    "serving_user",
-    "serving_secret",
-)
+TEAM_IDENTITY_KEYS = ("service_account", "mlflow_secret", "storage_secret")
+MODEL_IDENTITY_KEYS = ("team", "serving_user", "serving_secret")
 
 
 @dataclass(frozen=True)
@@ -165,6 +169,8 @@ class PlatformConfig:
     pools: tuple[Pool, ...]
     # teams.<team>: the team's identities (a cluster stack's document; none locally).
     teams: dict[str, TeamIdentity] = field(default_factory=dict)
+    # models.<model>: its team and serving login (a cluster stack's document; none locally).
+    models: dict[str, ModelIdentity] = field(default_factory=dict)
     # limits.max_sweep_combinations: the most combinations one run's sweep may have.
     max_sweep_combinations: int = DEFAULT_MAX_SWEEP_COMBINATIONS
     # limits.gpu_quota: GPUs the training namespace's ResourceQuota lets pods request at once.
@@ -181,6 +187,9 @@ class PlatformConfig:
 
     def team_identity(self, team: str) -> TeamIdentity | None:
         return self.teams.get(team)
+
+    def model_identity(self, model: str) -> ModelIdentity | None:
+        return self.models.get(model)
 
     def team_owning_account(self, service_account: str | None) -> str | None:
         """The team whose service account this is, if any."""
@@ -262,18 +271,38 @@ def _parse_teams(raw: Any) -> dict[str, TeamIdentity]:
         return {}
     if not isinstance(raw, dict):
         raise PlatformConfigError(f"{CONFIG_ENV}: teams must map each team to its identities")
-    teams = {}
-    for team, names in raw.items():
-        if not isinstance(names, dict):
-            raise PlatformConfigError(f"{CONFIG_ENV}: teams.{team} must be a mapping")
-        values = {key: _require(names, key, f"teams.{team}.") for key in TEAM_IDENTITY_KEYS}
-        for key, value in values.items():
-            if not isinstance(value, str) or not value:
-                raise PlatformConfigError(
-                    f"{CONFIG_ENV}: teams.{team}.{key} must be a non-empty string"
-                )
-        teams[team] = TeamIdentity(team=team, **values)
-    return teams
+    return {
+        team: TeamIdentity(
+            team=team, **_identity_strings(names, TEAM_IDENTITY_KEYS, f"teams.{team}")
+        )
+        for team, names in raw.items()
+    }
+
+
+def _identity_strings(names: Any, keys: tuple[str, ...], where: str) -> dict[str, str]:
+    if not isinstance(names, dict):
+        raise PlatformConfigError(f"{CONFIG_ENV}: {where} must be a mapping")
+    values = {key: _require(names, key, f"{where}.") for key in keys}
+    for key, value in values.items():
+        if not isinstance(value, str) or not value:
+            raise PlatformConfigError(f"{CONFIG_ENV}: {where}.{key} must be a non-empty string")
+    return values
+
+
+def _parse_models(raw: Any, teams: dict[str, TeamIdentity]) -> dict[str, ModelIdentity]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise PlatformConfigError(f"{CONFIG_ENV}: models must map each model to its identity")
+    models = {}
+    for model, names in raw.items():
+        values = _identity_strings(names, MODEL_IDENTITY_KEYS, f"models.{model}")
+        if values["team"] not in teams:
+            raise PlatformConfigError(
+                f"{CONFIG_ENV}: models.{model}.team {values['team']!r} is not in teams"
+            )
+        models[model] = ModelIdentity(model=model, **values)
+    return models
 
 
 def _parse_airflow_pools(raw: Any, pools: tuple[Pool, ...]) -> dict[str, dict[str, Any]]:
@@ -356,6 +385,7 @@ def parse_config(doc: dict[str, Any]) -> PlatformConfig:
     limits = doc.get("limits") or {}
     if not pools:
         raise PlatformConfigError(f"{CONFIG_ENV}: pools is empty")
+    teams = _parse_teams(doc.get("teams"))
     return PlatformConfig(
         environment=_require(doc, "environment", ""),
         namespaces=dict(_require(doc, "namespaces", "")),
@@ -369,7 +399,8 @@ def parse_config(doc: dict[str, Any]) -> PlatformConfig:
         mlflow_tracking_uri=_require(mlflow, "tracking_uri", "mlflow."),
         storage=dict(_require(doc, "storage", "")),
         pools=pools,
-        teams=_parse_teams(doc.get("teams")),
+        teams=teams,
+        models=_parse_models(doc.get("models"), teams),
         max_sweep_combinations=_max_sweep_combinations(limits),
         gpu_quota=_optional_count(limits, "gpu_quota", "limits.", minimum=0),
         notifications=_parse_notifications(doc.get("notifications")),

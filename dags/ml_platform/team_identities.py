@@ -7,6 +7,10 @@ the team, dags/teams/<team>/), and refuses a task that asks for another team's a
 Secrets (MLP207). Kubernetes lets any pod in a namespace mount any Secret there, so
 pod_mutation_hook checks the finished pod once more: a pod may reference only the Secrets of
 the team whose account it runs as (the deployer: of the team in DEPLOYER_TEAM).
+
+A model's servers get a read-only MLflow login of that model alone (the document's
+`models`): a deploy step is given its model's (training_dag.deployer_env), may name no other
+model's serving login or Secret, and is refused on a cluster stack while its model has none.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 from airflow.providers.cncf.kubernetes.secret import Secret
 from kubernetes.client import models as k8s
 
-from ml_platform.deployer_rules import TEAM_ENV
+from ml_platform.deployer_rules import MODEL_ENV, TEAM_ENV
 from ml_platform.pod_rules import set_task_argument, task_argument
 from ml_platform.settings import PlatformConfig, TeamIdentity, runtime
 from ml_platform.violations import Violation
@@ -64,6 +68,61 @@ def pod_owner(pod: k8s.V1Pod, config: PlatformConfig) -> str | None:
             if var.name == TEAM_ENV and var.value:
                 return var.value
     return None
+
+
+def _serving_names(config: PlatformConfig) -> dict[str, str]:
+    """Every model's serving login and Secret -> the model."""
+    names = {}
+    for identity in config.models.values():
+        names[identity.serving_user] = names[identity.serving_secret] = identity.model
+    return names
+
+
+def _pod_strings(pod: k8s.V1Pod) -> tuple[dict[str, str], list[str]]:
+    """(env values of the pod's containers by name, every env value and argument): where a
+    serving login or Secret can be handed to the deployer."""
+    env: dict[str, str] = {}
+    strings: list[str] = []
+    for container in _as_list(pod.spec.containers) + _as_list(pod.spec.init_containers):
+        for var in _as_list(container.env):
+            if isinstance(var.value, str):
+                env.setdefault(var.name, var.value)
+                strings.append(var.value)
+        strings += [a for a in _as_list(container.args) if isinstance(a, str)]
+    return env, strings
+
+
+def serving_violations(
+    pod: k8s.V1Pod, config: PlatformConfig, where: str, owner: str | None
+) -> list[Violation]:
+    """MLP207 for a deploy step (the deployer account) of a model with no serving login on
+    the stack, of another team's model, or naming another model's serving login or Secret."""
+    if pod.spec.service_account_name != config.service_accounts["deployer"]:
+        return []
+    env, strings = _pod_strings(pod)
+    model = env.get(MODEL_ENV)
+    found = []
+    identity = config.model_identity(model) if model else None
+    if model and identity is None and config.teams and runtime() != "local":
+        found.append(
+            Violation(
+                CODE,
+                f"{where}: model {model!r} has no serving identity on stack {config.environment!r}",
+                f"`pulumi up` of stack {config.environment!r} creates it from the model's spec "
+                f"({model}.model.yaml beside the DAG)",
+            )
+        )
+    elif identity is not None and identity.team != owner:
+        found.append(
+            Violation(CODE, f"{where} deploys model {model!r}, team {identity.team!r}'s", FIX)
+        )
+    names = _serving_names(config)
+    others = sorted({s for s in strings if s in names and names[s] != model})
+    found += [
+        Violation(CODE, f"{where} names {name!r}, model {names[name]!r}'s serving identity", FIX)
+        for name in others
+    ]
+    return found
 
 
 def _secret_owners(config: PlatformConfig) -> dict[str, str]:
@@ -129,7 +188,7 @@ def identity_violations(
         for name in sorted(pod_secret_names(pod))
         if owners.get(name, owner) != owner
     ]
-    return found
+    return found + serving_violations(pod, config, where, owner)
 
 
 def assign_team_identity(task: Any, config: PlatformConfig, team: str) -> TeamIdentity | None:

@@ -35,7 +35,8 @@ from ml_platform.approval import APPROVAL_KEY, DeployGate
 from ml_platform.capacity import parallel_pods
 from ml_platform.container import container_task, mapped_container_task
 from ml_platform.dag_defaults import platform_default_args
-from ml_platform.deployer_rules import SERVING_USER_ENV
+from ml_platform.deployer_rules import MODEL_ENV as DEPLOYER_MODEL_ENV
+from ml_platform.deployer_rules import SERVING_SECRET_ENV, SERVING_USER_ENV
 from ml_platform.deployer_rules import TEAM_ENV as DEPLOYER_TEAM_ENV
 from ml_platform.local.partitions import register_demo_source
 from ml_platform.model_specs import model_dataset_prefix, team_image, team_of
@@ -301,7 +302,7 @@ def training_dag(
                 "--model-name",
                 "{{ params.model_name }}",
             ],
-            env={**spec_env, **deployer_env(config, team)},
+            env={**spec_env, **deployer_env(config, team, spec.model)},
             retries=0,  # a failed rollout has already rolled itself back
             config=config,
         )
@@ -373,21 +374,23 @@ def _team_image_of(spec: ModelSpec, config: PlatformConfig) -> tuple[str, str]:
     return image.name, image.team
 
 
-def deployer_env(config: PlatformConfig, team: str) -> dict[str, str]:
-    """What a team's deployer step (deploy, or the drift monitor's rollback) is told: the
-    team it acts for, where model servers run, and the serving login it grants READ."""
+def deployer_env(config: PlatformConfig, team: str, model: str) -> dict[str, str]:
+    """What a team's deployer step (deploy, or the drift monitor's rollback) of `model` is
+    told: the team it acts for, the model, where model servers run, and the model's serving
+    login, which it grants READ on the model."""
     env = {
         # The deployer refuses a registered model another team owns (its ml-platform.team tag).
         DEPLOYER_TEAM_ENV: team,
+        DEPLOYER_MODEL_ENV: model,
         "DEPLOYER_NAMESPACE": config.namespaces["serving"],
         "DEPLOYER_IMAGE": config.images.ref("deployer"),
         "DEPLOYER_SERVICE_ACCOUNT": config.service_accounts["serving"],
     }
     # The model server loads the model from MLflow, which has auth on in clusters, with the
-    # team's read-only serving login; the deployer grants it READ on the model it serves.
-    # (The local runtime's MLflow has no auth: nothing to grant there.)
-    identity = config.team_identity(team) if runtime() == "kubernetes" else None
-    if identity is not None:
-        env["DEPLOYER_ENV_SECRET"] = identity.serving_secret
+    # model's own read-only login. A model without one on a cluster stack is refused by
+    # task_policy (MLP207); the local runtime's MLflow has no auth: nothing to grant there.
+    identity = config.model_identity(model) if runtime() == "kubernetes" else None
+    if identity is not None and identity.team == team:
+        env[SERVING_SECRET_ENV] = identity.serving_secret
         env[SERVING_USER_ENV] = identity.serving_user
     return env

@@ -8,6 +8,7 @@ import pulumi
 import pulumi_random as random
 
 from ml_infra.config import StackConfig
+from ml_infra.model_identities import model_identities
 from ml_infra.team_identities import team_identities
 
 
@@ -36,7 +37,7 @@ class GeneratedSecrets:
     airflow_admin_password: pulumi.Output[str]
     mlflow_admin_password: pulumi.Output[str]
     airflow_redis_password: pulumi.Output[str] | None  # CeleryExecutor only
-    # MLflow login -> password: each team's user and each team's read-only serving user.
+    # MLflow login -> password: each team's login and each model's read-only serving login.
     mlflow_user_passwords: dict[str, pulumi.Output[str]]
 
 
@@ -57,7 +58,9 @@ def generate_secrets(config: StackConfig) -> GeneratedSecrets:
         ),
         mlflow_user_passwords={
             user: _password(f"mlflow-user-{user}")
-            for identity in team_identities(config)
-            for user in (identity.mlflow_user, identity.serving_user)
+            for user in [
+                *(identity.mlflow_user for identity in team_identities(config)),
+                *(model.serving_user for model in model_identities(config)),
+            ]
         },
     )

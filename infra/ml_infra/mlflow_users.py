@@ -1,8 +1,8 @@
-"""A Job that gives each team and each team's model servers a login on MLflow.
+"""A Job that gives each team, and the servers of each model, a login on MLflow.
 
 It runs ml_infra/mlflow_users_script.py (shipped in a ConfigMap) as the MLflow admin, after
 the release is up; its pod template carries a hash of the passwords and of the script, so a
-new team, a rotated password or a changed script re-runs it.
+new team or model, a rotated password or a changed script re-runs it.
 """
 
 from __future__ import annotations

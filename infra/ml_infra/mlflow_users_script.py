@@ -7,7 +7,7 @@ admin (MLFLOW_TRACKING_USERNAME/PASSWORD), is idempotent, and prints one line pe
 
 Permissions are not set here: with `default_permission = NO_PERMISSIONS` a login owns (MANAGE)
 the experiments and registered models it creates and sees nothing else; the deployer grants a
-team's serving login READ on each model it serves.
+model's serving login READ on that model alone.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from ml_infra.config import StackConfig
 from ml_infra.endpoints import AIRFLOW_RELEASE, storage_endpoint, storage_region
 from ml_infra.generated_secrets import GeneratedSecrets
 from ml_infra.kube import secret
+from ml_infra.model_identities import model_identities
 from ml_infra.resources import DatabaseServer, StorageAccess, StorageKey
 from ml_infra.team_identities import AIRFLOW_STORAGE, MLFLOW_STORAGE, team_identities
 
@@ -87,8 +88,8 @@ def declare_credentials_secrets(
     """Each identity's credentials in the one namespace whose pods use them.
 
     The MLflow admin and the artifact store's key stay in the mlflow namespace (the server's);
-    a team's pods get the team's MLflow login and dataset key in the training namespace, its
-    model servers the team's read-only login in the serving namespace. On AWS the storage
+    a team's pods get the team's MLflow login and dataset key in the training namespace, a
+    model's servers the model's own read-only login in the serving namespace. On AWS the storage
     Secrets hold no key, only the region: pods get their identity's role through their
     service account (IRSA)."""
     wanted: list[tuple[str, str, str, dict[str, Any]]] = [
@@ -126,13 +127,16 @@ def declare_credentials_secrets(
                 "training",
                 storage_env(config, storage.key(identity.storage_identity)),
             ),
-            (
-                identity.serving_secret,
-                identity.serving_secret,
-                "serving",
-                mlflow_login(identity.serving_user, passwords[identity.serving_user]),
-            ),
         ]
+    for model in model_identities(config):
+        wanted.append(
+            (
+                model.serving_secret,
+                model.serving_secret,
+                "serving",
+                mlflow_login(model.serving_user, passwords[model.serving_user]),
+            )
+        )
     return [
         secret(resource, name, config.namespaces[role], data, provider, [namespaces[role]])
         for resource, name, role, data in wanted

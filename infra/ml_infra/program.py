@@ -20,6 +20,7 @@ from ml_infra.endpoints import airflow_url, mlflow_url
 from ml_infra.generated_secrets import GeneratedSecrets, generate_secrets
 from ml_infra.helm_values import load_values_files
 from ml_infra.mlflow_users import declare_mlflow_users
+from ml_infra.model_identities import model_identities
 from ml_infra.namespaces_rbac import (
     declare_gpu_quota,
     declare_namespaces,
@@ -163,5 +164,6 @@ def declare_platform(config: StackConfig, values: ValuesFiles) -> None:
 def main() -> None:
     """Everything that can be wrong with the config fails here, before any resource."""
     config = load_stack_config()
+    model_identities(config)  # the DAG folder's model specs, each of a team on the stack
     values = read_values_files(config)
     declare_platform(config, values)

@@ -4,9 +4,9 @@ reach in storage.
 A team's DAGs (dags/teams/<team>/, the platform's own at the top of dags/) run their pods
 under the team's Kubernetes service account with the team's MLflow login and the team's
 storage key, which reaches only the team's folder of the datasets bucket. Artifacts go
-through MLflow's proxy, so no team holds a key to the artifacts bucket; a model server gets
-its team's read-only MLflow login, which the deployer grants READ on each model it serves.
-The names are made here once and reach the DAG library in the platform document.
+through MLflow's proxy, so no team holds a key to the artifacts bucket. A model server gets
+a read-only login of its own model, not of its team (ml_infra.model_identities). The names
+are made here once and reach the DAG library in the platform document.
 """
 
 from __future__ import annotations
@@ -54,14 +54,6 @@ class TeamIdentity:
         return f"team-{self.team}"
 
     @property
-    def serving_user(self) -> str:
-        return f"serve-{self.team}"
-
-    @property
-    def serving_secret(self) -> str:  # in the serving namespace
-        return f"serve-{self.team}-mlflow"
-
-    @property
     def dataset_prefixes(self) -> tuple[str, ...]:
         if self.team == PLATFORM_TEAM:
             return PLATFORM_DATASET_PREFIXES
@@ -73,8 +65,6 @@ class TeamIdentity:
             "service_account": self.service_account,
             "mlflow_secret": self.mlflow_secret,
             "storage_secret": self.storage_secret,
-            "serving_user": self.serving_user,
-            "serving_secret": self.serving_secret,
         }
 
 

@@ -1,6 +1,7 @@
 """Each team's pods run as the team: task_policy gives them the team's account and Secrets,
 and refuses (MLP207) a task that names another team's; pod_mutation_hook refuses a finished
-pod that references another team's Secrets, however it was built."""
+pod that references another team's Secrets, however it was built. A deploy step carries its
+own model's serving login alone."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from kubernetes.client import models as k8s
 
 from ml_platform.deployer_rules import dag_team
 from ml_platform.policies import pod_mutation_hook, task_policy
-from ml_platform.settings import PlatformConfig
+from ml_platform.settings import PlatformConfig, platform_config
 from ml_platform.team_identities import pod_secret_names
+from ml_platform.training_dag import deployer_env
 
 IMAGE = "localhost/ml-platform/trainer:dev"
 
@@ -35,11 +37,50 @@ def test_every_pod_runs_with_its_dags_team_identity(
     if container_pod.spec.service_account_name == platform.service_accounts["deployer"]:
         assert secrets == {identity.mlflow_secret}
         env = _env(container_pod)
-        assert env["DEPLOYER_ENV_SECRET"] == identity.serving_secret
-        assert env["DEPLOYER_SERVING_USER"] == identity.serving_user
+        model = platform.models[env["DEPLOYER_MODEL"]]
+        assert model.team == team
+        assert env["DEPLOYER_ENV_SECRET"] == model.serving_secret
+        assert env["DEPLOYER_SERVING_USER"] == model.serving_user
     else:
         assert container_pod.spec.service_account_name == identity.service_account
         assert secrets == set(identity.secrets)
+
+
+def test_each_deploy_pod_carries_only_its_models_serving_login(
+    dagbag: DagBag, platform: PlatformConfig
+):
+    from tests.dags.conftest import build_pod
+
+    serving = {
+        name: m.model
+        for m in platform.models.values()
+        for name in (m.serving_user, m.serving_secret)
+    }
+    deployed = {}
+    for dag in dagbag.dags.values():
+        for task in dag.tasks:
+            pod = (
+                build_pod(dag.dag_id, task.task_id)
+                if task.task_id in ("deploy", "rollback")
+                else None
+            )
+            if (
+                pod is None
+                or pod.spec.service_account_name != platform.service_accounts["deployer"]
+            ):
+                continue
+            model = _env(pod)["DEPLOYER_MODEL"]
+            named = {
+                serving[value]
+                for c in pod.spec.containers
+                for value in [*(e.value for e in c.env or []), *(c.args or [])]
+                if value in serving
+            }
+            assert named == {model}, f"{dag.dag_id}.{task.task_id}"
+            deployed[dag.dag_id] = model
+    # Every model of the repository's specs is deployed by some DAG, two teams' among them.
+    assert set(deployed.values()) == set(platform.models)
+    assert len({platform.models[m].team for m in deployed.values()}) == 2
 
 
 def test_the_examples_team_runs_as_itself(dagbag: DagBag, platform: PlatformConfig):
@@ -172,3 +213,54 @@ def test_the_deployer_pod_may_hold_only_its_teams_login():
     pod_mutation_hook(_pod("ml-deployer", "team-examples-mlflow", team))
     with pytest.raises(AirflowClusterPolicyViolation):
         pod_mutation_hook(_pod("ml-deployer", "team-ml-platform-mlflow", team))
+
+
+def _deploy_dag(tmp_path: Path, model: str, extra_env: str = "") -> tuple[DagBag, Path]:
+    return _team_dag(
+        tmp_path,
+        "examples",
+        f"""\
+        from ml_platform.settings import platform_config
+        from ml_platform.training_dag import deployer_env
+
+        env = deployer_env(platform_config(), "examples", {model!r}){extra_env}
+        container_task(
+            "t", image="deployer", service_account="deployer", arguments=["deploy"], env=env
+        )
+        """,
+    )
+
+
+def test_a_model_without_a_serving_identity_is_refused_on_a_cluster_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    bag, path = _deploy_dag(tmp_path, "fraud-score")
+    task = bag.dags["steal"].get_task("t")
+    message = _refusal(task)
+    assert (
+        f"{path}:12: MLP207 task 't': model 'fraud-score' has no serving identity on stack 'kind'"
+        in message
+    )
+    assert "`pulumi up` of stack 'kind' creates it from the model's spec" in message
+    monkeypatch.setenv("ML_PLATFORM_RUNTIME", "local")  # MLflow has no auth there
+    task_policy(task)
+
+
+def test_a_deploy_step_may_not_name_another_models_serving_login(tmp_path: Path):
+    bag, _ = _deploy_dag(
+        tmp_path, "wine-cultivar", ' | {"DEPLOYER_ENV_SECRET": "serve-diabetes-progression-mlflow"}'
+    )
+    message = _refusal(bag.dags["steal"].get_task("t"))
+    assert (
+        "task 't' names 'serve-diabetes-progression-mlflow', model 'diabetes-progression''s "
+        "serving identity" in message
+    )
+
+
+def test_a_deploy_step_of_another_teams_model_gets_no_login_and_is_refused(tmp_path: Path):
+    assert "DEPLOYER_ENV_SECRET" not in deployer_env(
+        platform_config(), "examples", "churn-classifier"
+    )
+    bag, _ = _deploy_dag(tmp_path, "churn-classifier")
+    message = _refusal(bag.dags["steal"].get_task("t"))
+    assert "task 't' deploys model 'churn-classifier', team 'ml-platform''s" in message

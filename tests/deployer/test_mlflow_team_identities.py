@@ -1,10 +1,10 @@
 """Team identities on a real MLflow server with its basic-auth app on, as clusters run it.
 
 The users Job's script (infra/ml_infra/mlflow_users_script.py) makes each team's login and
-its serving login; with default_permission NO_PERMISSIONS a team owns what it creates and
-cannot read or change another team's runs or models; the deployer, as the team, grants the
-team's serving login READ on the model it serves, which can then load it through MLflow's
-artifact proxy and change nothing.
+each model's serving login; with default_permission NO_PERMISSIONS a team owns what it
+creates and cannot read or change another team's runs or models; the deployer, as the team,
+grants a model's serving login READ on that model, which it can then load through MLflow's
+artifact proxy, changing nothing and reading no other model, not even its own team's.
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ from ml_platform.local.mlflow_server import BasicAuth, MlflowServer, local_mlflo
 
 SCRIPT = Path(__file__).resolve().parents[2] / "infra" / "ml_infra" / "mlflow_users_script.py"
 ADMIN = "mlflow-admin"
-TEAMS = ("team-a", "team-b", "serve-a")
+# Team A's two models' serving logins, as ml_infra.model_identities names them.
+SERVE_ONE, SERVE_TWO = "serve-a-one", "serve-a-two"
+TEAMS = ("team-a", "team-b", SERVE_ONE, SERVE_TWO)
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +107,7 @@ def _denied(call, *args, **kwargs) -> str:
     return str(raised.value)
 
 
-@pytest.fixture
-def team_a_model(as_user, tmp_path: Path) -> tuple[str, str]:
+def _team_a_registers(as_user, tmp_path: Path) -> tuple[str, str]:
     """Team A's experiment, run and registered model (created by team A's login)."""
     client = as_user("team-a")
     mlflow.set_experiment(f"teams/a/{uuid.uuid4().hex[:8]}")
@@ -116,6 +117,18 @@ def team_a_model(as_user, tmp_path: Path) -> tuple[str, str]:
     registry.create_owned(name, "a")
     registry.find_or_register(name, registry.run_model(run_id, "model"))
     return name, run_id
+
+
+@pytest.fixture
+def team_a_model(as_user, tmp_path: Path) -> tuple[str, str]:
+    return _team_a_registers(as_user, tmp_path)
+
+
+@pytest.fixture
+def team_a_other_model(as_user, tmp_path: Path) -> tuple[str, str]:
+    other = tmp_path / "other"
+    other.mkdir()
+    return _team_a_registers(as_user, other)
 
 
 def test_the_users_script_refuses_a_bad_file_in_one_line(
@@ -150,32 +163,32 @@ def test_a_team_cannot_touch_another_teams_runs_or_models(as_user, team_a_model)
     assert a.get_registered_model(name).aliases == {"champion": "1"}
 
 
-def test_the_serving_login_reads_only_what_the_deployer_granted(as_user, team_a_model):
+def test_a_models_serving_login_reads_its_model_and_no_other(
+    as_user, team_a_model, team_a_other_model
+):
     name, run_id = team_a_model
-    serve = as_user("serve-a")
+    other, other_run_id = team_a_other_model
+    serve = as_user(SERVE_ONE)
     _denied(serve.get_registered_model, name)
     a = as_user("team-a")
     registry = Registry(a)
-    registry.grant_read("serve-a", name, registry.run_model(run_id, "model"))
-    registry.grant_read("serve-a", name, registry.run_model(run_id, "model"))  # idempotent
-    serve = as_user("serve-a")
+    # Each model's deploy step grants its own model's login, as the deployer does.
+    registry.grant_read(SERVE_ONE, name, registry.run_model(run_id, "model"))
+    registry.grant_read(SERVE_ONE, name, registry.run_model(run_id, "model"))  # idempotent
+    registry.grant_read(SERVE_TWO, other, registry.run_model(other_run_id, "model"))
+    serve = as_user(SERVE_ONE)
     assert serve.get_registered_model(name).name == name
     # It loads the model as the model server does: through the artifact proxy.
     model = mlflow.pyfunc.load_model(f"models:/{name}/1")
     assert model.metadata.run_id == run_id
     _denied(serve.set_registered_model_alias, name, "champion", "1")
     _denied(serve.delete_model_version, name, "1")
-
-
-def test_a_grant_the_team_may_not_give_fails_at_authority(as_user, team_a_model):
-    name, run_id = team_a_model
-    a = as_user("team-a")
-    run_model = Registry(a).run_model(run_id, "model")
-    b = as_user("team-b")
-    with pytest.raises(StepFailed) as raised:
-        Registry(b).grant_read("team-b", name, run_model)
-    assert raised.value.step == "authority"
-    assert "cannot let 'team-b' read registered_model" in raised.value.why
+    # The team's other model, served and readable by its own login, stays closed to it.
+    _denied(serve.get_registered_model, other)
+    _denied(serve.get_run, other_run_id)
+    with pytest.raises(MlflowException):
+        mlflow.pyfunc.load_model(f"models:/{other}/1")
+    assert as_user(SERVE_TWO).get_registered_model(other).name == other
 
 
 def test_the_deploy_step_and_the_deployer_name_the_same_variables():

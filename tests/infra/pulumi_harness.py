@@ -43,6 +43,17 @@ SITE_SETTINGS = {
 }
 
 
+def repository_models() -> dict[str, str]:
+    """model -> team of every spec under dags/, as the DAG library reads them (not infra)."""
+    from ml_contract import load_spec
+    from ml_platform.model_specs import spec_files, team_of
+
+    return {load_spec(path).model: team_of(path) for path in spec_files()}
+
+
+MODELS = repository_models()
+
+
 # What the mocked AWS answers for the region's S3 prefix list (com.amazonaws.<region>.s3).
 S3_PREFIX_LIST_CIDRS = ("3.5.64.0/21", "52.218.0.0/17", "52.92.40.0/21")
 

@@ -2,8 +2,9 @@
 
 No Secret holding the MLflow admin or a key beyond a team's own data reaches the training or
 serving namespace; each storage identity reaches only its grants on every cloud (AWS's roles:
-test_infra_storage_roles.py); every team gets a service account, MLflow logins and a storage
-identity, and the users Job creates the logins.
+test_infra_storage_roles.py); every team gets a service account, an MLflow login and a
+storage identity, every model of the repository's specs a serving login of its own
+(test_infra_model_identities.py), and the users Job creates the logins.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from pulumi_harness import STACKS, declared, stack_values, unwrap
+from pulumi_harness import MODELS, STACKS, declared, stack_values, unwrap
 
 from ml_infra.config import parse_stack_config
 from ml_infra.storage_gcp import account_id
@@ -48,11 +49,11 @@ def test_training_and_serving_hold_only_team_credentials(stack: str):
     training = {name for ns, name in secrets if ns == namespaces["training"]}
     serving = {name for ns, name in secrets if ns == namespaces["serving"]}
     assert training == {f"team-{t}-{kind}" for t in TEAMS for kind in ("mlflow", "storage")}
-    assert serving == {f"serve-{t}-mlflow" for t in TEAMS}
+    assert serving == {f"serve-{model}-mlflow" for model in MODELS}
     admin = values["ml-platform:mlflow"]["admin_user"]
     for (ns, name), data in secrets.items():
         if ns in (namespaces["training"], namespaces["serving"]) and name.endswith("-mlflow"):
-            # team-<team>-mlflow holds login team-<team>, serve-<team>-mlflow serve-<team>.
+            # team-<team>-mlflow holds login team-<team>, serve-<model>-mlflow serve-<model>.
             assert data["MLFLOW_TRACKING_USERNAME"] == name.removesuffix("-mlflow") != admin
     # The admin login and the artifact store's key stay in the mlflow namespace.
     assert (namespaces["mlflow"], values["ml-platform:mlflow"]["credentials_secret"]) in secrets
@@ -159,7 +160,7 @@ def test_the_users_job_creates_every_login_as_a_restricted_pod(stack: str):
     users = json.loads(
         unwrap(resources.named("mlflow-users", ":Secret").inputs["stringData"])["users.json"]
     )
-    assert set(users["users"]) == {f"{kind}-{t}" for t in TEAMS for kind in ("team", "serve")}
+    assert set(users["users"]) == {f"team-{t}" for t in TEAMS} | {f"serve-{m}" for m in MODELS}
     job = unwrap(resources.named("mlflow-users", ":Job").inputs)
     pod = job["spec"]["template"]
     assert restricted_violations(pod["spec"]) == []
@@ -178,6 +179,4 @@ def test_the_platform_document_names_every_teams_identities(stack: str):
         "service_account": "team-examples",
         "mlflow_secret": "team-examples-mlflow",
         "storage_secret": "team-examples-storage",
-        "serving_user": "serve-examples",
-        "serving_secret": "serve-examples-mlflow",
     }

@@ -70,7 +70,9 @@ def test_the_failing_deploy_is_the_dags_deploy_pod_with_another_run(failing_depl
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["DEPLOYER_NAMESPACE"] == platform.namespaces["serving"]
     assert env["DEPLOYER_IMAGE"] == platform.images.ref("deployer")
-    identity = platform.teams[PLATFORM_TEAM]  # the e2e DAGs are the platform's own
+    # The e2e runs the platform's pipeline: its spec's model's serving login, the team's own.
+    identity = platform.models[env["DEPLOYER_MODEL"]]
+    assert identity.team == PLATFORM_TEAM
     assert env["DEPLOYER_ENV_SECRET"] == identity.serving_secret
     assert env["DEPLOYER_SERVING_USER"] == identity.serving_user
     assert env["MLFLOW_TRACKING_URI"] == platform.mlflow_tracking_uri
