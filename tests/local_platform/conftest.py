@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,7 +28,19 @@ from ml_platform.local.airflow_client import AirflowClient
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 ENABLED = os.environ.get("ML_PLATFORM_E2E_LOCAL") == "1"
-LOCAL_DIR = REPO / ".local" / "e2e-local"
+
+
+def _local_dir() -> Path:
+    """Under the repository, unless (as root) PostgreSQL's `postgres` user could not reach it
+    there (a checkout under a private home): then under the temp folder."""
+    wanted = REPO / ".local" / "e2e-local"
+    parents = [p for p in wanted.parents if p.exists()]
+    if os.geteuid() != 0 or all(os.stat(p).st_mode & 0o001 for p in parents):
+        return wanted
+    return Path(tempfile.gettempdir()) / "ml-platform-e2e-local"
+
+
+LOCAL_DIR = _local_dir()
 E2E_MODULE = "test_local_platform.py"  # the rest of the folder: quick tests of the pieces
 UP_TIMEOUT_S = 900  # PostgreSQL's install on a bare machine included
 DOWN_TIMEOUT_S = 300
