@@ -78,6 +78,9 @@ def test_a_recorded_process_is_stopped_with_its_children(layout: stack.Layout) -
     ).stdout.split()
     assert len(children) == 2
     assert stack.stop_process(layout, "sleeper", timeout_s=10)
+    deadline = time.monotonic() + 5  # SIGKILL is delivered, not waited for
+    while not all(_gone(int(child)) for child in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert all(_gone(int(child)) for child in children)
     assert stack.recorded_pid(layout, "sleeper") is None
     assert not stack.stop_process(layout, "sleeper")  # stopping twice: nothing to stop

@@ -16,12 +16,7 @@ from typing import Any
 from ml_platform.policies import dag_policy, pod_mutation_hook  # noqa: F401
 from ml_platform.policies import task_policy as platform_task_policy
 
-LOCAL_POKE_ENV = "ML_PLATFORM_LOCAL_POKE_S"
-# What the platform's airflow_local_settings.py holds when `make up` runs it.
-LOCAL_SETTINGS = (
-    "from ml_platform.local.platform_policies import (  # noqa: F401\n"
-    "    dag_policy,\n    pod_mutation_hook,\n    task_policy,\n)\n"
-)
+LOCAL_POKE_ENV = "ML_PLATFORM_LOCAL_POKE_S"  # set by ml_platform.local.stack
 
 
 def local_poke_cap() -> float | None:

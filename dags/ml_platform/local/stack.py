@@ -32,10 +32,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ml_platform.local.postgres import Postgres, PostgresUnavailable, ensure_installed
+
+LOCAL_POKE_ENV = "ML_PLATFORM_LOCAL_POKE_S"  # read by ml_platform.local.platform_policies
 
 log = logging.getLogger("platform")
 
@@ -51,6 +54,12 @@ START_TIMEOUT_S = {"smtp": 30, "mlflow": 120, "api-server": 240}
 COMPONENTS_TIMEOUT_S = 240
 PREPARE_TIMEOUT_S = 600
 STOP_TIMEOUT_S = 30
+# The platform's airflow_local_settings.py (ml_platform.local.platform_policies). Kept here,
+# away from any module that imports Airflow: Airflow imports this file while it initializes.
+LOCAL_SETTINGS = (
+    "from ml_platform.local.platform_policies import (  # noqa: F401\n"
+    "    dag_policy,\n    pod_mutation_hook,\n    task_policy,\n)\n"
+)
 
 
 class PlatformError(RuntimeError):
@@ -218,7 +227,7 @@ def airflow_environment(layout: Layout, state: State) -> dict[str, str]:
             "AIRFLOW__API__SECRET_KEY": _secret(layout, "api-secret-key"),
             # A new DAG file shows up within half a minute, not the default five.
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
-            "ML_PLATFORM_LOCAL_POKE_S": str(SENSOR_POKE_S),
+            LOCAL_POKE_ENV: str(SENSOR_POKE_S),
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -361,9 +370,15 @@ def airflow_health(state: State) -> dict[str, Any] | None:
         return None
 
 
-def _component_healthy(state: State, name: str) -> bool:
-    health = airflow_health(state) or {}
-    return (health.get(HEALTH_KEYS[name]) or {}).get("status") == "healthy"
+def _component_healthy(state: State, name: str, since: datetime | None = None) -> bool:
+    """Healthy by its heartbeat; with `since`, a heartbeat of a process started then (the
+    last one of a process that just died counts as healthy for a while)."""
+    key = HEALTH_KEYS[name]
+    health = (airflow_health(state) or {}).get(key) or {}
+    if health.get("status") != "healthy":
+        return False
+    beat = health.get(f"latest_{key}_heartbeat")
+    return since is None or (beat is not None and datetime.fromisoformat(beat) >= since)
 
 
 def _smtp_ready(state: State) -> bool:
@@ -395,14 +410,16 @@ def _command(name: str, layout: Layout, state: State) -> list[str]:
     }[name]  # fmt: skip
 
 
-def _ready_check(name: str, state: State) -> tuple[Callable[[], bool], str]:
+def _ready_check(
+    name: str, state: State, since: datetime | None = None
+) -> tuple[Callable[[], bool], str]:
     if name == "smtp":
         return (lambda: _smtp_ready(state)), "accepting SMTP"
     if name == "mlflow":
         return (lambda: _http_ok(f"{state.mlflow_url}/health")), "healthy"
     if name == "api-server":
         return (lambda: airflow_health(state) is not None), "answering /api/v2/monitor/health"
-    return (lambda: _component_healthy(state, name)), "healthy (heartbeat)"
+    return (lambda: _component_healthy(state, name, since)), "healthy (heartbeat)"
 
 
 def _port_of(name: str, state: State) -> int | None:
@@ -472,17 +489,19 @@ def up(layout: Layout, ports: dict[str, int | None]) -> tuple[State, bool]:
     env = airflow_environment(layout, state)
     if not all(running[n] for n in ("api-server", *AIRFLOW_COMPONENTS)):
         _prepare_airflow(layout, env)
+    spawned_at: dict[str, datetime] = {}
     for name in PROCESSES:
         if running[name]:
             log.info("%s already running (pid %s)", name, recorded_pid(layout, name))
             continue
+        spawned_at[name] = datetime.now(UTC)
         _spawn(layout, name, _command(name, layout, state), env)
         if name in START_TIMEOUT_S:
             ready, what = _ready_check(name, state)
             _wait(layout, name, ready, START_TIMEOUT_S[name], what)
             log.info("%s is %s", name, what)
     for name in AIRFLOW_COMPONENTS:  # started together above; their heartbeats come later
-        ready, what = _ready_check(name, state)
+        ready, what = _ready_check(name, state, spawned_at.get(name))
         _wait(layout, name, ready, COMPONENTS_TIMEOUT_S, what)
         log.info("%s is %s", name, what)
     log.info("the local platform is up in %.0fs", time.monotonic() - started)
@@ -548,7 +567,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     layout = Layout(args.local_dir.resolve())
     if args.command == "prepare-airflow":
-        from ml_platform.local.platform_policies import LOCAL_SETTINGS
         from ml_platform.local.run_dag import prepare_airflow_home
 
         prepare_airflow_home(LOCAL_SETTINGS)
