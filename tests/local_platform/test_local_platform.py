@@ -7,15 +7,20 @@ In file order, on one model:
    triggerer, resumes when the file lands, and the run succeeds;
 2. MLflow holds one run per sweep combination and `champion` is the best of them;
 3. the model server the run deployed answers /invocations;
-4. the drift monitor, on a drifted day, triggers the training DAG through the scheduler.
+4. the drift monitor, on a drifted day, triggers the training DAG through the scheduler;
+5. the UI answers, the API wants a login, the airflow CLI sees the platform's DAGs.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import time
 from datetime import UTC, date, datetime
 from itertools import product
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -30,6 +35,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 log = logging.getLogger("e2e-local")
 
+DAGS = Path(__file__).resolve().parents[2] / "dags"
 TRAINING = "ml_training_pipeline"
 MONITOR = "ml_drift_monitor"
 MODEL = "churn-e2e-local"
@@ -196,3 +202,27 @@ def test_drift_monitor_triggers_training_through_the_scheduler(
     assert triggered["logical_date"].startswith(DRIFT_DAY.isoformat())
     # Its full sweep is not part of this test: stop it.
     client.set_run_state(TRAINING, triggered["dag_run_id"], "failed", "stopped by the test")
+
+
+def test_the_ui_the_cli_and_auth(platform: LocalPlatform) -> None:
+    client = platform.airflow
+    page = requests.get(f"{client.base_url}/", timeout=30)
+    assert page.status_code == 200 and "<html" in page.text.lower()
+    # Auth is on: no token, or a wrong password, gets nothing.
+    assert requests.get(f"{client.base_url}/api/v2/dags", timeout=30).status_code == 401
+    wrong = requests.post(
+        f"{client.base_url}/auth/token",
+        json={"username": client.username, "password": "not-the-password"},
+        timeout=30,
+    )
+    assert wrong.status_code == 401
+    # The airflow CLI, pointed at the platform's database by the stack.
+    listed = subprocess.run(
+        [sys.executable, "-m", "ml_platform.local.stack", "--local-dir", str(platform.local_dir),
+         "airflow", "dags", "list", "-o", "plain"],
+        capture_output=True, text=True, timeout=180, check=False,
+        env={**os.environ, "PYTHONPATH": str(DAGS)},
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    listed_ids = {line.split()[0] for line in listed.stdout.splitlines() if line.strip()}
+    assert {TRAINING, MONITOR} <= listed_ids, listed.stdout[-2000:]
