@@ -69,16 +69,10 @@ run-dag: setup ## run one DAG locally like `make demo`: DAG=<dag_id> [ARGS='--da
 # Ports (default 8080, MLFLOW_PORT, 8025, 5433; 0: any free one) are passed on only when set on
 # the command line or in the environment: a later `make up` keeps the ports of the first.
 port_flag = $(if $(filter command line environment,$(origin $(1))),--$(2)-port $($(1)))
-# Airflow's PostgreSQL drivers (sync and async), for the local platform only.
-PLATFORM_DRIVERS := psycopg2-binary==2.9.13 asyncpg==0.32.0
 STACK := PYTHONPATH=dags $(BIN)/python -m ml_platform.local.stack --local-dir $(LOCAL_DIR)
 
 .PHONY: up down e2e-local
 up: setup ## the platform on this machine: Airflow UI/API, scheduler, triggerer on PostgreSQL; MLflow
-	@$(BIN)/python -c 'import psycopg2, asyncpg' 2>/dev/null || { \
-	  echo "up: installing Airflow's PostgreSQL drivers ($(PLATFORM_DRIVERS))"; \
-	  $(BIN)/python -m pip install --quiet --disable-pip-version-check $(PLATFORM_DRIVERS) 2>&1 \
-	  | { grep -v "^WARNING: Location" || true; }; }
 	$(STACK) up $(call port_flag,AIRFLOW_PORT,airflow) $(call port_flag,MLFLOW_PORT,mlflow) \
 	  $(call port_flag,SMTP_PORT,smtp) $(call port_flag,POSTGRES_PORT,postgres)
 
