@@ -15,6 +15,8 @@
     trainer: {image: trainer}       # the platform trainer, or a team image (images/<name>/)
     validation: {min_rows: 100}     # optional: how far a day may stray from the reference
     slo: {p99_latency_ms: 50, on_breach: alert}  # optional: what the live endpoint must hold
+    deadline_hours: 4               # optional: a run not done that long after it was queued
+                                    # notifies the stack's channels (default: the factory's)
 
 `promotion` may also say `golden_tolerance` (how far a candidate may fall below the champion
 on the champion's golden set), `suspect_drop` (how far the champion may fall on a day against
@@ -69,6 +71,7 @@ _TOP_KEYS = (
     "trainer",
     "validation",
     "slo",
+    "deadline_hours",
 )
 _PROMOTION_KEYS = (
     "threshold",
@@ -92,6 +95,7 @@ _SLO_OBJECTIVES = _SLO_KEYS[:3]
 ON_BREACH = ("alert", "rollback")
 # The monitor watches the endpoint this long in one task: bounded well within its timeout.
 MAX_SLO_WINDOW_MINUTES = 15.0
+MAX_DEADLINE_HOURS = 24.0 * 7  # a daily pipeline late by more than a week is not "late"
 _COLUMN_KEYS = ("dtype", "nullable", "min", "max", "categories", "description")
 _INT64 = (-(2**63), 2**63 - 1)
 
@@ -258,6 +262,8 @@ class ModelSpec:
     description: str = ""
     validation: Validation = field(default_factory=Validation)
     slo: Slo | None = None
+    # A run not done this long after it was queued notifies (None: the DAG factory's default).
+    deadline_hours: float | None = None
     # Where it came from, for messages: not part of the spec, so a spec read back from its
     # JSON form equals the one read from the file.
     source: str = field(default="", compare=False)
@@ -319,6 +325,8 @@ class ModelSpec:
         }
         if self.slo is not None:
             out["slo"] = self.slo.to_dict()
+        if self.deadline_hours is not None:
+            out["deadline_hours"] = self.deadline_hours
         return out
 
     def to_json(self) -> str:
@@ -822,6 +830,15 @@ def _check(document: Any, src: _Lines) -> ModelSpec:
             )
     validation = _validation(_optional(doc, "validation", {}), src)
     slo = None if doc.get("slo") is None else _slo(doc["slo"], src)
+    deadline_hours = doc.get("deadline_hours")
+    if deadline_hours is not None:
+        deadline_hours = _number(deadline_hours, "deadline_hours", src)
+        if not 0 < deadline_hours <= MAX_DEADLINE_HOURS:
+            raise src.error(
+                "deadline_hours",
+                f"must be above 0 and at most {MAX_DEADLINE_HOURS:g} (a week), "
+                f"got {deadline_hours:g}",
+            )
 
     trainer_doc = _mapping(_optional(doc, "trainer", {}), "trainer", src, ("image",))
     image = _string(_optional(trainer_doc, "image", PLATFORM_TRAINER), "trainer.image", src, _NAME)
@@ -849,6 +866,7 @@ def _check(document: Any, src: _Lines) -> ModelSpec:
         description=description,
         validation=validation,
         slo=slo,
+        deadline_hours=deadline_hours,
         source=src.source,
         lines=dict(src.lines),
     )

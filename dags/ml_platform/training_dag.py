@@ -42,6 +42,7 @@ from ml_platform.local.partitions import register_demo_source
 from ml_platform.model_specs import model_dataset_prefix, team_image, team_of
 from ml_platform.notifications import run_callbacks, run_deadline
 from ml_platform.sensors import wait_for_partition
+from ml_platform.serving_identity import serving_identity
 from ml_platform.settings import PlatformConfig, platform_config, runtime
 from ml_platform.sweep import (
     SweepParamError,
@@ -55,6 +56,9 @@ from ml_platform.sweep import (
 
 # Long enough for a day's data arriving late (wait_for_data gives it 6 hours) and a sweep.
 DEFAULT_DEADLINE = timedelta(hours=8)
+# The factory's `deadline` when the caller gives none: the spec's deadline_hours, else the
+# default (a sentinel, since None means "no deadline alert").
+SPEC_DEADLINE = timedelta(0)
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,7 @@ def training_dag(
     execution_timeout: timedelta = timedelta(hours=2),
     retries: int = 2,
     local_source: str | None = None,
-    deadline: timedelta | None = DEFAULT_DEADLINE,
+    deadline: timedelta | None = SPEC_DEADLINE,
     config: PlatformConfig | None = None,
 ) -> DAG:
     """The training pipeline of `spec` (see the module doc), one run per schedule interval.
@@ -129,9 +133,13 @@ def training_dag(
     `max_parallel` (trials at once) defaults to what the stack runs side by side: the GPU
     pool's nodes and the training GPU quota (ml_platform.capacity), so a sweep queues in
     Airflow instead of in Pending or quota-refused pods. `deadline`: a run not done that long
-    after it was queued notifies the stack's channels (None: no deadline alert).
+    after it was queued notifies the stack's channels (None: no deadline alert; unset: the
+    spec's `deadline_hours`, else DEFAULT_DEADLINE).
     """
     config = config or platform_config()
+    if deadline == SPEC_DEADLINE:
+        hours = spec.deadline_hours
+        deadline = timedelta(hours=hours) if hours is not None else DEFAULT_DEADLINE
     team = team_of(spec.source)
     data = data_location(spec, config)
     metric_names = list(metrics_for(spec.task))
@@ -387,10 +395,8 @@ def deployer_env(config: PlatformConfig, team: str, model: str) -> dict[str, str
         "DEPLOYER_SERVICE_ACCOUNT": config.service_accounts["serving"],
     }
     # The model server loads the model from MLflow, which has auth on in clusters, with the
-    # model's own read-only login. A model without one on a cluster stack is refused by
-    # task_policy (MLP207); the local runtime's MLflow has no auth: nothing to grant there.
-    identity = config.model_identity(model) if runtime() == "kubernetes" else None
-    if identity is not None and identity.team == team:
-        env[SERVING_SECRET_ENV] = identity.serving_secret
-        env[SERVING_USER_ENV] = identity.serving_user
+    # model's own read-only login: `pulumi up` creates one for every model spec, named from
+    # the model name as here. The local runtime's MLflow has no auth: nothing to grant there.
+    if config.teams and runtime() == "kubernetes":
+        env[SERVING_USER_ENV], env[SERVING_SECRET_ENV] = serving_identity(model)
     return env
