@@ -115,17 +115,6 @@ class TeamIdentity:
 
 
 @dataclass(frozen=True)
-class ModelIdentity:
-    """A model's servers' read-only MLflow login (serving namespace): the deployer grants it
-    READ on this model alone."""
-
-    model: str
-    team: str  # the team whose DAG folder holds the model's spec
-    serving_user: str
-    serving_secret: str
-
-
-@dataclass(frozen=True)
 class EmailChannel:
     """Email through an Airflow SMTP connection (host, port, login: the deployment's)."""
 
@@ -155,7 +144,6 @@ class Notifications:
 
 
 TEAM_IDENTITY_KEYS = ("service_account", "mlflow_secret", "storage_secret")
-MODEL_IDENTITY_KEYS = ("team", "serving_user", "serving_secret")
 
 
 @dataclass(frozen=True)
@@ -169,8 +157,6 @@ class PlatformConfig:
     pools: tuple[Pool, ...]
     # teams.<team>: the team's identities (a cluster stack's document; none locally).
     teams: dict[str, TeamIdentity] = field(default_factory=dict)
-    # models.<model>: its team and serving login (a cluster stack's document; none locally).
-    models: dict[str, ModelIdentity] = field(default_factory=dict)
     # limits.max_sweep_combinations: the most combinations one run's sweep may have.
     max_sweep_combinations: int = DEFAULT_MAX_SWEEP_COMBINATIONS
     # limits.gpu_quota: GPUs the training namespace's ResourceQuota lets pods request at once.
@@ -187,9 +173,6 @@ class PlatformConfig:
 
     def team_identity(self, team: str) -> TeamIdentity | None:
         return self.teams.get(team)
-
-    def model_identity(self, model: str) -> ModelIdentity | None:
-        return self.models.get(model)
 
     def team_owning_account(self, service_account: str | None) -> str | None:
         """The team whose service account this is, if any."""
@@ -289,22 +272,6 @@ def _identity_strings(names: Any, keys: tuple[str, ...], where: str) -> dict[str
     return values
 
 
-def _parse_models(raw: Any, teams: dict[str, TeamIdentity]) -> dict[str, ModelIdentity]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise PlatformConfigError(f"{CONFIG_ENV}: models must map each model to its identity")
-    models = {}
-    for model, names in raw.items():
-        values = _identity_strings(names, MODEL_IDENTITY_KEYS, f"models.{model}")
-        if values["team"] not in teams:
-            raise PlatformConfigError(
-                f"{CONFIG_ENV}: models.{model}.team {values['team']!r} is not in teams"
-            )
-        models[model] = ModelIdentity(model=model, **values)
-    return models
-
-
 def _parse_airflow_pools(raw: Any, pools: tuple[Pool, ...]) -> dict[str, dict[str, Any]]:
     if raw is None:
         raw = {}
@@ -385,7 +352,6 @@ def parse_config(doc: dict[str, Any]) -> PlatformConfig:
     limits = doc.get("limits") or {}
     if not pools:
         raise PlatformConfigError(f"{CONFIG_ENV}: pools is empty")
-    teams = _parse_teams(doc.get("teams"))
     return PlatformConfig(
         environment=_require(doc, "environment", ""),
         namespaces=dict(_require(doc, "namespaces", "")),
@@ -399,8 +365,7 @@ def parse_config(doc: dict[str, Any]) -> PlatformConfig:
         mlflow_tracking_uri=_require(mlflow, "tracking_uri", "mlflow."),
         storage=dict(_require(doc, "storage", "")),
         pools=pools,
-        teams=teams,
-        models=_parse_models(doc.get("models"), teams),
+        teams=_parse_teams(doc.get("teams")),
         max_sweep_combinations=_max_sweep_combinations(limits),
         gpu_quota=_optional_count(limits, "gpu_quota", "limits.", minimum=0),
         notifications=_parse_notifications(doc.get("notifications")),

@@ -8,9 +8,10 @@ Secrets (MLP207). Kubernetes lets any pod in a namespace mount any Secret there,
 pod_mutation_hook checks the finished pod once more: a pod may reference only the Secrets of
 the team whose account it runs as (the deployer: of the team in DEPLOYER_TEAM).
 
-A model's servers get a read-only MLflow login of that model alone (the document's
-`models`): a deploy step is given its model's (training_dag.deployer_env), may name no other
-model's serving login or Secret, and is refused on a cluster stack while its model has none.
+A model's servers get a read-only MLflow login of that model alone, named from the model
+name (ml_platform.serving_identity, the rule by which infra creates one for every model spec
+at `pulumi up`): a deploy step is given its model's (training_dag.deployer_env) and may name
+no other model's serving login or Secret.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from kubernetes.client import models as k8s
 
 from ml_platform.deployer_rules import MODEL_ENV, TEAM_ENV
 from ml_platform.pod_rules import set_task_argument, task_argument
+from ml_platform.serving_identity import looks_like_serving_name, serving_identity
 from ml_platform.settings import PlatformConfig, TeamIdentity, runtime
 from ml_platform.violations import Violation
 
@@ -70,14 +72,6 @@ def pod_owner(pod: k8s.V1Pod, config: PlatformConfig) -> str | None:
     return None
 
 
-def _serving_names(config: PlatformConfig) -> dict[str, str]:
-    """Every model's serving login and Secret -> the model."""
-    names = {}
-    for identity in config.models.values():
-        names[identity.serving_user] = names[identity.serving_secret] = identity.model
-    return names
-
-
 def _pod_strings(pod: k8s.V1Pod) -> tuple[dict[str, str], list[str]]:
     """(env values of the pod's containers by name, every env value and argument): where a
     serving login or Secret can be handed to the deployer."""
@@ -92,37 +86,25 @@ def _pod_strings(pod: k8s.V1Pod) -> tuple[dict[str, str], list[str]]:
     return env, strings
 
 
-def serving_violations(
-    pod: k8s.V1Pod, config: PlatformConfig, where: str, owner: str | None
-) -> list[Violation]:
-    """MLP207 for a deploy step (the deployer account) of a model with no serving login on
-    the stack, of another team's model, or naming another model's serving login or Secret."""
+def serving_violations(pod: k8s.V1Pod, config: PlatformConfig, where: str) -> list[Violation]:
+    """MLP207 for a deploy step (the deployer account) naming a serving login or Secret that
+    is not its model's (DEPLOYER_MODEL): another model's. Which team may deploy the model is
+    the deployer's to decide at run time (the registered model's owner tag)."""
     if pod.spec.service_account_name != config.service_accounts["deployer"]:
         return []
     env, strings = _pod_strings(pod)
     model = env.get(MODEL_ENV)
-    found = []
-    identity = config.model_identity(model) if model else None
-    if model and identity is None and config.teams and runtime() != "local":
-        found.append(
-            Violation(
-                CODE,
-                f"{where}: model {model!r} has no serving identity on stack {config.environment!r}",
-                f"`pulumi up` of stack {config.environment!r} creates it from the model's spec "
-                f"({model}.model.yaml beside the DAG)",
-            )
-        )
-    elif identity is not None and identity.team != owner:
-        found.append(
-            Violation(CODE, f"{where} deploys model {model!r}, team {identity.team!r}'s", FIX)
-        )
-    names = _serving_names(config)
-    others = sorted({s for s in strings if s in names and names[s] != model})
-    found += [
-        Violation(CODE, f"{where} names {name!r}, model {names[name]!r}'s serving identity", FIX)
+    if model:
+        login, secret = serving_identity(model)
+        # A model name may itself look like a serving name; it is no other model's.
+        own, whose = {model, login, secret}, f"model {model!r}'s are {login!r} and {secret!r}"
+    else:
+        own, whose = set(), f"it names no model in {MODEL_ENV}"
+    others = sorted({s for s in strings if looks_like_serving_name(s) and s not in own})
+    return [
+        Violation(CODE, f"{where} names {name!r}, another model's serving identity ({whose})", FIX)
         for name in others
     ]
-    return found
 
 
 def _secret_owners(config: PlatformConfig) -> dict[str, str]:
@@ -188,7 +170,7 @@ def identity_violations(
         for name in sorted(pod_secret_names(pod))
         if owners.get(name, owner) != owner
     ]
-    return found + serving_violations(pod, config, where, owner)
+    return found + serving_violations(pod, config, where)
 
 
 def assign_team_identity(task: Any, config: PlatformConfig, team: str) -> TeamIdentity | None:

@@ -6,8 +6,9 @@ repository's DAG folder (`ml-platform:airflow.dags.subdir`), the files the DAGs 
 read; a spec's folder decides its team as in ml_platform.model_specs.team_of
 (dags/teams/<team>/..., the platform's own at the top). Each model gets the login
 `serve-<model>` and the Secret `serve-<model>-mlflow` in the serving namespace; the deployer
-grants that login READ on that model alone. The names reach the DAG library in the platform
-document (`models`).
+grants that login READ on that model alone. The DAG library names them from the model name by
+the same rule (ml_platform.serving_identity; tests/infra/test_infra_serving_names.py holds the
+two alike), so a new spec needs no change to the platform document.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ _UNSAFE = re.compile(r"[^a-z0-9]+")
 def serving_user(model: str) -> str:
     """The model servers' MLflow login: `serve-<model>`, with a hash of the model name in
     place of what a Secret name cannot hold or of what is too long, so that two models never
-    share a login. Its Secret is this plus SERVING_SECRET_SUFFIX."""
+    share a login. Its Secret is this plus SERVING_SECRET_SUFFIX. The DAG library's
+    ml_platform.serving_identity applies the same rule: change both together."""
     safe = _UNSAFE.sub("-", model.lower()).strip("-")
     room = MAX_NAME - len(SERVING_PREFIX) - len(SERVING_SECRET_SUFFIX)
     if safe != model or len(safe) > room:
@@ -60,14 +62,6 @@ class ModelIdentity:
     def serving_secret(self) -> str:  # in the serving namespace
         return self.serving_user + SERVING_SECRET_SUFFIX
 
-    def document(self) -> dict[str, str]:
-        """What the DAG library needs to give the model's deploy step its serving login."""
-        return {
-            "team": self.team,
-            "serving_user": self.serving_user,
-            "serving_secret": self.serving_secret,
-        }
-
 
 def spec_team(relative: Path) -> str:
     """The team owning a spec, from its path below the DAG folder."""
@@ -82,15 +76,16 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def dags_folder(config: StackConfig) -> Path:
-    return REPOSITORY / config.airflow.dags.subdir
+def dags_folder(config: StackConfig, repository: Path = REPOSITORY) -> Path:
+    return repository / config.airflow.dags.subdir
 
 
-def model_identities(config: StackConfig) -> list[ModelIdentity]:
-    """Every model of the stack's DAG folder, sorted by model name; StackConfigError (one
-    line naming the spec file) for a bad spec, a model of a team not on the stack, or a model
-    name two specs share."""
-    return list(_read_models(dags_folder(config), (PLATFORM_TEAM, *config.teams)))
+def model_identities(config: StackConfig, repository: Path = REPOSITORY) -> list[ModelIdentity]:
+    """Every model of the stack's DAG folder in `repository` (this one; another in tests),
+    sorted by model name; StackConfigError (one line naming the spec file) for a bad spec, a
+    model of a team not on the stack, or a model name two specs share."""
+    folder = dags_folder(config, repository)
+    return list(_read_models(folder, (PLATFORM_TEAM, *config.teams)))
 
 
 @cache

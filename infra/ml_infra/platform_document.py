@@ -11,7 +11,6 @@ from typing import Any
 
 from ml_infra.config import Pool, StackConfig
 from ml_infra.endpoints import mlflow_url, storage_endpoint
-from ml_infra.model_identities import model_identities
 from ml_infra.notifications import notifications_document
 from ml_infra.team_identities import team_identities
 
@@ -83,8 +82,6 @@ def platform_document(config: StackConfig) -> dict[str, Any]:
         "mlflow": {"tracking_uri": mlflow_url(config)},
         # Each team's identities; the DAG library gives a team's pods its own (task_policy).
         "teams": {identity.team: identity.document() for identity in team_identities(config)},
-        # Each model of the DAG folder's specs: its team and its servers' own read-only login.
-        "models": {model.model: model.document() for model in model_identities(config)},
         "storage": storage,
         "pools": [_pool(pool) for pool in config.pools],
         # Created by the program (ml_infra.airflow_pools) and by the local runtime.

@@ -1,7 +1,7 @@
 """Each team's pods run as the team: task_policy gives them the team's account and Secrets,
 and refuses (MLP207) a task that names another team's; pod_mutation_hook refuses a finished
 pod that references another team's Secrets, however it was built. A deploy step carries its
-own model's serving login alone."""
+own model's serving login alone, named from the model name."""
 
 from __future__ import annotations
 
@@ -13,9 +13,12 @@ from airflow.dag_processing.dagbag import DagBag
 from airflow.exceptions import AirflowClusterPolicyViolation
 from kubernetes.client import models as k8s
 
+from ml_contract import load_spec
 from ml_platform.deployer_rules import dag_team
+from ml_platform.model_specs import spec_files, team_of
 from ml_platform.policies import pod_mutation_hook, task_policy
-from ml_platform.settings import PlatformConfig, platform_config
+from ml_platform.serving_identity import looks_like_serving_name, serving_identity
+from ml_platform.settings import PlatformConfig, parse_config, platform_config, read_config_document
 from ml_platform.team_identities import pod_secret_names
 from ml_platform.training_dag import deployer_env
 
@@ -37,10 +40,9 @@ def test_every_pod_runs_with_its_dags_team_identity(
     if container_pod.spec.service_account_name == platform.service_accounts["deployer"]:
         assert secrets == {identity.mlflow_secret}
         env = _env(container_pod)
-        model = platform.models[env["DEPLOYER_MODEL"]]
-        assert model.team == team
-        assert env["DEPLOYER_ENV_SECRET"] == model.serving_secret
-        assert env["DEPLOYER_SERVING_USER"] == model.serving_user
+        assert env["DEPLOYER_TEAM"] == team
+        login, secret = serving_identity(env["DEPLOYER_MODEL"])
+        assert (env["DEPLOYER_SERVING_USER"], env["DEPLOYER_ENV_SECRET"]) == (login, secret)
     else:
         assert container_pod.spec.service_account_name == identity.service_account
         assert secrets == set(identity.secrets)
@@ -51,11 +53,7 @@ def test_each_deploy_pod_carries_only_its_models_serving_login(
 ):
     from tests.dags.conftest import build_pod
 
-    serving = {
-        name: m.model
-        for m in platform.models.values()
-        for name in (m.serving_user, m.serving_secret)
-    }
+    models = {load_spec(path).model: team_of(path) for path in spec_files()}
     deployed = {}
     for dag in dagbag.dags.values():
         for task in dag.tasks:
@@ -71,16 +69,16 @@ def test_each_deploy_pod_carries_only_its_models_serving_login(
                 continue
             model = _env(pod)["DEPLOYER_MODEL"]
             named = {
-                serving[value]
+                value
                 for c in pod.spec.containers
                 for value in [*(e.value for e in c.env or []), *(c.args or [])]
-                if value in serving
+                if isinstance(value, str) and looks_like_serving_name(value)
             }
-            assert named == {model}, f"{dag.dag_id}.{task.task_id}"
+            assert named == set(serving_identity(model)), f"{dag.dag_id}.{task.task_id}"
             deployed[dag.dag_id] = model
     # Every model of the repository's specs is deployed by some DAG, two teams' among them.
-    assert set(deployed.values()) == set(platform.models)
-    assert len({platform.models[m].team for m in deployed.values()}) == 2
+    assert set(deployed.values()) == set(models)
+    assert len({models[m] for m in deployed.values()}) == 2
 
 
 def test_the_examples_team_runs_as_itself(dagbag: DagBag, platform: PlatformConfig):
@@ -231,19 +229,23 @@ def _deploy_dag(tmp_path: Path, model: str, extra_env: str = "") -> tuple[DagBag
     )
 
 
-def test_a_model_without_a_serving_identity_is_refused_on_a_cluster_only(
+def test_a_new_models_deploy_step_gets_the_login_named_from_its_model_on_a_cluster_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    bag, path = _deploy_dag(tmp_path, "fraud-score")
+    # No spec of the repository has this model, and the document names no models: the login
+    # comes from the name, as `pulumi up` creates it from the team's new spec.
+    bag, _ = _deploy_dag(tmp_path, "Fraud.Score_v2")
     task = bag.dags["steal"].get_task("t")
-    message = _refusal(task)
-    assert (
-        f"{path}:12: MLP207 task 't': model 'fraud-score' has no serving identity on stack 'kind'"
-        in message
-    )
-    assert "`pulumi up` of stack 'kind' creates it from the model's spec" in message
-    monkeypatch.setenv("ML_PLATFORM_RUNTIME", "local")  # MLflow has no auth there
     task_policy(task)
+    login, secret = serving_identity("Fraud.Score_v2")
+    assert login.startswith("serve-fraud-score-v2-") and secret == f"{login}-mlflow"
+    env = deployer_env(platform_config(), "examples", "Fraud.Score_v2")
+    assert (env["DEPLOYER_SERVING_USER"], env["DEPLOYER_ENV_SECRET"]) == (login, secret)
+    # A document without teams (no identities there) and the local runtime grant nothing.
+    local = parse_config({**read_config_document(), "teams": {}})
+    assert "DEPLOYER_SERVING_USER" not in deployer_env(local, "examples", "fraud-score")
+    monkeypatch.setenv("ML_PLATFORM_RUNTIME", "local")  # MLflow has no auth there
+    assert "DEPLOYER_ENV_SECRET" not in deployer_env(platform_config(), "examples", "fraud-score")
 
 
 def test_a_deploy_step_may_not_name_another_models_serving_login(tmp_path: Path):
@@ -252,15 +254,31 @@ def test_a_deploy_step_may_not_name_another_models_serving_login(tmp_path: Path)
     )
     message = _refusal(bag.dags["steal"].get_task("t"))
     assert (
-        "task 't' names 'serve-diabetes-progression-mlflow', model 'diabetes-progression''s "
-        "serving identity" in message
+        "task 't' names 'serve-diabetes-progression-mlflow', another model's serving identity "
+        "(model 'wine-cultivar''s are 'serve-wine-cultivar' and 'serve-wine-cultivar-mlflow')"
+        in message
     )
 
 
-def test_a_deploy_step_of_another_teams_model_gets_no_login_and_is_refused(tmp_path: Path):
-    assert "DEPLOYER_ENV_SECRET" not in deployer_env(
-        platform_config(), "examples", "churn-classifier"
-    )
-    bag, _ = _deploy_dag(tmp_path, "churn-classifier")
+def test_a_serving_name_of_a_model_without_a_spec_is_refused_too(tmp_path: Path):
+    # Any name of a serving login's form that is not the step's own model's is another's.
+    bag, _ = _deploy_dag(tmp_path, "wine-cultivar", ' | {"X": "serve-somebody"}')
     message = _refusal(bag.dags["steal"].get_task("t"))
-    assert "task 't' deploys model 'churn-classifier', team 'ml-platform''s" in message
+    assert "task 't' names 'serve-somebody', another model's serving identity" in message
+
+
+def test_a_model_whose_name_looks_like_a_serving_login_may_deploy_itself(tmp_path: Path):
+    bag, _ = _deploy_dag(tmp_path, "serve-me", ' | {"NAME": "serve-me"}')
+    task_policy(bag.dags["steal"].get_task("t"))
+
+
+def test_another_teams_model_is_left_to_the_deployer_which_acts_for_the_dags_team(
+    tmp_path: Path,
+):
+    # The deployer's authority step refuses a registered model DEPLOYER_TEAM does not own;
+    # MLP206 keeps DEPLOYER_TEAM the DAG folder's team.
+    env = deployer_env(platform_config(), "examples", "churn-classifier")
+    assert env["DEPLOYER_TEAM"] == "examples"
+    assert env["DEPLOYER_SERVING_USER"] == "serve-churn-classifier"
+    bag, _ = _deploy_dag(tmp_path, "churn-classifier", ' | {"DEPLOYER_TEAM": "ml-platform"}')
+    assert "MLP206" in _refusal(bag.dags["steal"].get_task("t"))

@@ -1,6 +1,7 @@
 """One read-only serving login per model of the repository's specs, as the program declares
 them (under the mocks): its own Secret in the serving namespace, its login in the users
-document, its names in the platform document; none shared between models."""
+document; none shared between models. The DAG library names them alike without the platform
+document (test_infra_serving_names.py)."""
 
 from __future__ import annotations
 
@@ -59,19 +60,6 @@ def test_each_model_gets_its_own_login_and_secret(stack: str):
         assert users[f"serve-{model}"] == data["MLFLOW_TRACKING_PASSWORD"]
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_the_platform_document_names_each_models_identity(stack: str):
-    models = declared(stack).outputs["platform_config"]["models"]
-    assert models == {
-        model: {
-            "team": team,
-            "serving_user": f"serve-{model}",
-            "serving_secret": f"serve-{model}-mlflow",
-        }
-        for model, team in MODELS.items()
-    }
-
-
 def test_infra_decides_a_specs_team_as_the_dag_library_does(tmp_path: Path):
     root = tmp_path / "dags"
     for relative in ("a.model.yaml", "teams/fraud/b.model.yaml", "teams/fraud/sub/c.model.yaml"):
@@ -109,8 +97,9 @@ def _dags(tmp_path: Path, specs: dict[str, str]) -> Path:
 
 
 def _read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # Shown relative to the repository in messages: this folder stands for it.
     monkeypatch.setattr(model_identities, "REPOSITORY", tmp_path)
-    return identities(_kind_config())
+    return identities(_kind_config(), tmp_path)
 
 
 def test_a_model_of_a_team_not_on_the_stack_names_its_spec(

@@ -27,6 +27,7 @@ import pytest  # noqa: E402
 
 from infra.kind import kind_platform  # noqa: E402
 from ml_platform.model_specs import PLATFORM_TEAM  # noqa: E402
+from ml_platform.serving_identity import serving_identity  # noqa: E402
 from tests.e2e.serving import (  # noqa: E402
     E2E_LABEL,
     POLLER_SCRIPT,
@@ -70,11 +71,10 @@ def test_the_failing_deploy_is_the_dags_deploy_pod_with_another_run(failing_depl
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["DEPLOYER_NAMESPACE"] == platform.namespaces["serving"]
     assert env["DEPLOYER_IMAGE"] == platform.images.ref("deployer")
-    # The e2e runs the platform's pipeline: its spec's model's serving login, the team's own.
-    identity = platform.models[env["DEPLOYER_MODEL"]]
-    assert identity.team == PLATFORM_TEAM
-    assert env["DEPLOYER_ENV_SECRET"] == identity.serving_secret
-    assert env["DEPLOYER_SERVING_USER"] == identity.serving_user
+    # The e2e runs the platform's pipeline: its spec's model's serving login, by its name.
+    assert env["DEPLOYER_TEAM"] == PLATFORM_TEAM
+    login, secret = serving_identity(env["DEPLOYER_MODEL"])
+    assert (env["DEPLOYER_SERVING_USER"], env["DEPLOYER_ENV_SECRET"]) == (login, secret)
     assert env["MLFLOW_TRACKING_URI"] == platform.mlflow_tracking_uri
     assert not any(name.startswith("AIRFLOW_") for name in env)
     assert spec["serviceAccountName"] == platform.service_accounts["deployer"]
@@ -85,7 +85,8 @@ def test_the_failing_deploy_is_the_dags_deploy_pod_with_another_run(failing_depl
     assert labels["ml-platform/image"] == "deployer"
     assert labels[E2E_LABEL] == "failing-deploy"
     secrets = {ref["secretRef"]["name"] for ref in container.get("envFrom", [])}
-    assert secrets == {identity.mlflow_secret}  # the deployer reads no data
+    # The team's MLflow login only: the deployer reads no data.
+    assert secrets == {platform.team_identity(PLATFORM_TEAM).mlflow_secret}
 
 
 def test_the_failing_deploy_stays_off_the_gpu_pool(failing_deploy, platform):

@@ -1,0 +1,77 @@
+"""The serving login and Secret of a model have one rule in two places: infra creates them
+(ml_infra.model_identities) and the DAG library names them to the deploy step
+(ml_platform.serving_identity) without reading them from the platform document. A difference
+would hand a model's servers a login that does not exist."""
+
+from __future__ import annotations
+
+import pytest
+from pulumi_harness import MODELS, STACKS, declared, stack_values, unwrap
+
+from ml_infra import model_identities as infra
+from ml_infra.model_identities import ModelIdentity
+from ml_platform import serving_identity as dags
+from ml_platform.serving_identity import looks_like_serving_name, serving_identity
+
+# Names that sanitise alike, that a Secret name cannot hold, or that are too long for one.
+AWKWARD = (
+    "a.b",
+    "a_b",
+    "a-b",
+    "a..b",
+    "A-B",
+    "a--b",
+    "Churn.Classifier_V2",
+    "wine_v2",
+    "0.9",
+    "-lead",
+    "trail-",
+    "x-",
+    "...",
+    "naïve-model",
+    "x" * 49,
+    "x" * 50,
+    "x" * 51,
+    "x" * 60,
+    "x" * 61,
+    "x" * 200,
+    "y" * 40 + "." + "y" * 40,
+    "serve-me",
+)
+
+
+@pytest.mark.parametrize("model", [*sorted(MODELS), *AWKWARD])
+def test_infra_and_the_dag_library_name_a_models_login_and_secret_alike(model: str):
+    login, secret = serving_identity(model)
+    identity = ModelIdentity(model, "ml-platform", f"{model}.model.yaml")
+    assert identity.serving_user == infra.serving_user(model) == login
+    assert identity.serving_secret == secret
+    assert looks_like_serving_name(login) and looks_like_serving_name(secret)
+
+
+def test_the_rules_constants_are_the_same():
+    for name in ("SERVING_PREFIX", "SERVING_SECRET_SUFFIX", "MAX_NAME", "DIGEST_CHARS"):
+        assert getattr(infra, name) == getattr(dags, name), name
+    assert infra._UNSAFE.pattern == dags._UNSAFE.pattern
+
+
+def test_awkward_names_keep_models_apart_in_both():
+    assert len({serving_identity(m) for m in AWKWARD}) == len(AWKWARD)
+    assert len({infra.serving_user(m) for m in AWKWARD}) == len(AWKWARD)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_program_creates_the_names_the_dag_library_gives(stack: str):
+    resources = declared(stack)
+    serving_ns = stack_values(stack)["ml-platform:namespaces"]["serving"]
+    secrets = {
+        s.inputs["metadata"]["name"]: unwrap(s.inputs["stringData"])
+        for s in resources.of_type("core/v1:Secret")
+        if s.inputs["metadata"]["namespace"] == serving_ns
+    }
+    named = dict(serving_identity(model) for model in MODELS)  # login -> Secret
+    assert {secret: data["MLFLOW_TRACKING_USERNAME"] for secret, data in secrets.items()} == {
+        secret: login for login, secret in named.items()
+    }
+    # The document carries no names: a new spec must not need it regenerated.
+    assert "models" not in resources.outputs["platform_config"]
