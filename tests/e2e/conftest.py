@@ -33,9 +33,9 @@ if "airflow" not in sys.modules:
 import pytest  # noqa: E402
 
 from infra.kind import kind_platform  # noqa: E402
+from ml_platform.local.airflow_client import AirflowClient  # noqa: E402
 from ml_platform.model_specs import PLATFORM_TEAM  # noqa: E402
 from tests.e2e import preflight  # noqa: E402
-from tests.e2e.airflow_api import AirflowApi  # noqa: E402
 from tests.e2e.stack import Kind, Mlflow, Store  # noqa: E402
 
 E2E_DIR = Path(__file__).resolve().parent
@@ -94,9 +94,10 @@ def artifacts(session_id: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def airflow(kind: Kind) -> Iterator[AirflowApi]:
+def airflow(kind: Kind) -> Iterator[AirflowClient]:
     with kind.port_forward("airflow") as forward:
-        yield AirflowApi(
+        # The forward's URL may change (a restarted port-forward): asked at every request.
+        yield AirflowClient(
             lambda: forward.url,
             kind.outputs["airflow_admin_user"],
             kind.outputs["airflow_admin_password"],

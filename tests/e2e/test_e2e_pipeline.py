@@ -38,7 +38,7 @@ import pytest
 from kubernetes.utils import parse_quantity
 
 from infra.kind import kind_platform
-from tests.e2e.airflow_api import AirflowApi, task_label
+from ml_platform.local.airflow_client import AirflowClient, task_label
 from tests.e2e.pod_recorder import PodRecord, PodRecorder
 from tests.e2e.port_forward import PortForward
 from tests.e2e.serving import (
@@ -196,7 +196,7 @@ class Run:
         return "\n".join(parts)
 
 
-def _clear_the_slot(airflow: AirflowApi, own_prefix: str) -> None:
+def _clear_the_slot(airflow: AirflowClient, own_prefix: str) -> None:
     """The DAG allows one active run. Unpausing it makes the scheduler start the latest
     scheduled interval, which would hold that slot for hours waiting for a partition nobody
     uploads, and an interrupted e2e session may have left a run behind: those are failed (with
@@ -222,7 +222,7 @@ def _clear_the_slot(airflow: AirflowApi, own_prefix: str) -> None:
 
 def run_dag(
     kind: Kind,
-    airflow: AirflowApi,
+    airflow: AirflowClient,
     artifacts: Path,
     run_id: str,
     logical_date: datetime,
@@ -245,8 +245,8 @@ def run_dag(
                         f"pods cannot get their image (run `make images`): {problems}"
                     )
 
-            airflow.trigger(DAG_ID, run_id, logical_date, conf)
-            state = airflow.wait_for_run(DAG_ID, run_id, timeout_s, on_poll=check)
+            airflow.trigger(DAG_ID, conf, logical_date=logical_date, run_id=run_id)
+            state = airflow.wait_for_run(DAG_ID, run_id, timeout_s, poll_s=15, on_poll=check)
         finished = True
     finally:
         try:
@@ -268,7 +268,7 @@ def run_dag(
 
 
 def _keep_task_logs(
-    airflow: AirflowApi, artifacts: Path, run_id: str
+    airflow: AirflowClient, artifacts: Path, run_id: str
 ) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """Every try's log of the run's task instances, written under the artifacts folder."""
     instances = airflow.task_instances(DAG_ID, run_id)
@@ -405,15 +405,15 @@ def training_runs(cluster_mlflow: Mlflow, model_name: str, run_id: str) -> list[
 
 
 @pytest.fixture(scope="module")
-def dag_ready(airflow: AirflowApi, scenario: Scenario) -> None:
-    airflow.wait_for_dag(DAG_ID, DAG_FILE, DAG_PARSE_TIMEOUT_S)
+def dag_ready(airflow: AirflowClient, scenario: Scenario) -> None:
+    airflow.wait_for_dag(DAG_ID, DAG_PARSE_TIMEOUT_S, poll_s=10, dag_file=DAG_FILE)
     airflow.unpause(DAG_ID)
     _clear_the_slot(airflow, scenario.run_prefix)
 
 
 @pytest.fixture(scope="module")
 def first_run(
-    kind: Kind, airflow: AirflowApi, store: Store, artifacts: Path, scenario: Scenario, dag_ready
+    kind: Kind, airflow: AirflowClient, store: Store, artifacts: Path, scenario: Scenario, dag_ready
 ) -> Run:
     upload_partition(kind, store, scenario.good_ds)
     return run_dag(
@@ -437,7 +437,7 @@ class Before:
 @pytest.fixture(scope="module")
 def second_run(
     kind: Kind,
-    airflow: AirflowApi,
+    airflow: AirflowClient,
     cluster_mlflow: Mlflow,
     artifacts: Path,
     scenario: Scenario,
@@ -463,7 +463,7 @@ def second_run(
 @pytest.fixture(scope="module")
 def bad_run(
     kind: Kind,
-    airflow: AirflowApi,
+    airflow: AirflowClient,
     cluster_mlflow: Mlflow,
     store: Store,
     artifacts: Path,

@@ -9,6 +9,9 @@ anyone scripting against an Airflow of the platform.
     state = client.wait_for_run("ml_training_pipeline", run["dag_run_id"], timeout_s=900)
     summary = client.xcom("ml_training_pipeline", run["dag_run_id"], "notify")
 
+The kind e2e suite (tests/e2e) uses it too, through a port-forward whose URL may change:
+`base_url` may be a callable, asked before every request.
+
 Auth: `POST /auth/token` with a username and password returns a JWT (`access_token`), sent as
 `Authorization: Bearer ...` (the simple auth manager of the local platform and the FAB auth
 manager of the clusters both take this JSON body). A 401 gets one fresh token and a retry:
@@ -43,8 +46,8 @@ def task_label(ti: dict[str, Any]) -> str:
 
 
 class AirflowClient:
-    def __init__(self, base_url: str, username: str, password: str) -> None:
-        self.base_url = base_url.rstrip("/")
+    def __init__(self, base_url: str | Callable[[], str], username: str, password: str) -> None:
+        self._base_url = base_url
         self.username = username
         self._password = password
         self._token: str | None = None
@@ -60,6 +63,11 @@ class AirflowClient:
         state = json.loads(state_file.read_text())
         password = json.loads(Path(state["password_file"]).read_text())[state["admin_user"]]
         return cls(state["airflow_url"], state["admin_user"], password)
+
+    @property
+    def base_url(self) -> str:
+        url = self._base_url() if callable(self._base_url) else self._base_url
+        return url.rstrip("/")
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -107,8 +115,19 @@ class AirflowClient:
     def import_errors(self) -> list[dict[str, Any]]:
         return self.json("GET", "/importErrors", params={"limit": 100})["import_errors"]
 
-    def wait_for_dag(self, dag_id: str, timeout_s: float = 120, poll_s: float = 2) -> dict:
-        """The DAG once the DAG processor has parsed it (bounded)."""
+    def import_errors_of(self, filename_part: str) -> list[str]:
+        """`file: stack trace` of every import error whose file name contains `filename_part`."""
+        return [
+            f"{error['filename']}: {error['stack_trace']}"
+            for error in self.import_errors()
+            if filename_part in error["filename"]
+        ]
+
+    def wait_for_dag(
+        self, dag_id: str, timeout_s: float = 120, poll_s: float = 2, dag_file: str | None = None
+    ) -> dict:
+        """The DAG once the DAG processor has parsed it (bounded). With `dag_file`, an import
+        error of that file fails at once, with its stack trace."""
         deadline = time.monotonic() + timeout_s
         while True:
             response = self.request("GET", f"/dags/{dag_id}")
@@ -116,12 +135,19 @@ class AirflowClient:
                 return response.json()
             if response.status_code != 404:
                 raise AirflowApiError(f"GET /dags/{dag_id}: HTTP {response.status_code}")
+            if dag_file is not None:
+                errors = self.import_errors_of(dag_file)
+                if errors:
+                    raise AirflowApiError(
+                        f"{dag_file} does not import in Airflow:\n" + "\n".join(errors)
+                    )
             if time.monotonic() > deadline:
                 errors = "; ".join(e["filename"] for e in self.import_errors()) or "none"
                 raise AirflowApiError(
                     f"DAG {dag_id} not parsed within {timeout_s:.0f}s (files with import "
                     f"errors: {errors})"
                 )
+            log.info("waiting for Airflow to parse %s", dag_file or dag_id)
             time.sleep(poll_s)
 
     def set_paused(self, dag_id: str, paused: bool) -> None:
@@ -149,7 +175,7 @@ class AirflowClient:
         }
         if run_id:
             body["dag_run_id"] = run_id
-        log.info("triggering %s (logical date %s)", dag_id, logical_date)
+        log.info("triggering %s run %s (logical date %s)", dag_id, run_id or "-", logical_date)
         return self.json("POST", f"/dags/{dag_id}/dagRuns", json=body)
 
     def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
@@ -157,6 +183,18 @@ class AirflowClient:
 
     def dag_runs(self, dag_id: str, limit: int = 100) -> list[dict[str, Any]]:
         return self.json("GET", f"/dags/{dag_id}/dagRuns", params={"limit": limit})["dag_runs"]
+
+    def active_runs(self, dag_id: str) -> list[dict[str, Any]]:
+        """The DAG's queued and running runs."""
+        return self.json(
+            "GET",
+            f"/dags/{dag_id}/dagRuns",
+            params=[("state", "queued"), ("state", "running"), ("limit", "100")],
+        )["dag_runs"]
+
+    def fail_run(self, dag_id: str, run_id: str, note: str) -> None:
+        """Mark a run failed, with a note saying why (shown in the UI)."""
+        self.set_run_state(dag_id, run_id, "failed", note)
 
     def set_run_state(self, dag_id: str, run_id: str, state: str, note: str = "") -> None:
         body: dict[str, Any] = {"state": state}
@@ -206,14 +244,29 @@ class AirflowClient:
                 raise AirflowApiError(f"{what}: not within {timeout_s:.0f}s")
             time.sleep(poll_s)
 
-    def wait_for_run(self, dag_id: str, run_id: str, timeout_s: float, poll_s: float = 3) -> str:
-        """The run's final state (success or failed), logging task states as they change."""
+    def wait_for_run(
+        self,
+        dag_id: str,
+        run_id: str,
+        timeout_s: float,
+        poll_s: float = 3,
+        on_poll: Callable[[], None] | None = None,
+    ) -> str:
+        """The run's final state (success or failed), logging task states as they change;
+        `on_poll` runs at every poll (a check that may raise)."""
         deadline = time.monotonic() + timeout_s
         last = ""
         while True:
+            if on_poll is not None:
+                on_poll()
             state = self.dag_run(dag_id, run_id)["state"]
-            states = self.task_states(dag_id, run_id)
-            summary = ", ".join(f"{task}={s}" for task, s in sorted(states.items()))
+            summary = ", ".join(
+                f"{task_label(ti)}={ti['state']}"
+                for ti in sorted(
+                    self.task_instances(dag_id, run_id),
+                    key=lambda ti: (ti["start_date"] or "~", ti["task_id"], ti["map_index"]),
+                )
+            )
             if summary != last:
                 log.info("%s %s: %s; tasks: %s", dag_id, run_id, state, summary)
                 last = summary
@@ -224,3 +277,31 @@ class AirflowClient:
                     f"{dag_id} run {run_id} still {state} after {timeout_s:.0f}s; tasks: {summary}"
                 )
             time.sleep(poll_s)
+
+    def task_log(
+        self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1
+    ) -> str:
+        """The task try's whole log as text (structured lines joined); a line saying why when
+        the API has none (a log is a diagnostic: its absence must not hide the run's outcome)."""
+        response = self.request(
+            "GET",
+            f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
+            params={"map_index": map_index, "full_content": "true"},
+        )
+        if response.status_code != 200:
+            return f"(log not available: HTTP {response.status_code} {response.text[:200]})"
+        return log_text(response.json().get("content", ""))
+
+
+def log_text(content: str | list[Any]) -> str:
+    """The log endpoint's `content` as text: a string as it is, structured lines joined."""
+    if isinstance(content, str):
+        return content
+    lines = []
+    for item in content:
+        if isinstance(item, dict):
+            stamp, event = item.get("timestamp", ""), item.get("event", "")
+            lines.append(f"{stamp} {event}".strip())
+        else:
+            lines.append(str(item))
+    return "\n".join(lines)
