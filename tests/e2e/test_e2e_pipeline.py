@@ -41,10 +41,20 @@ from infra.kind import kind_platform
 from ml_platform.local.airflow_client import AirflowClient, task_label
 from tests.e2e.pod_recorder import PodRecord, PodRecorder
 from tests.e2e.port_forward import PortForward
+from tests.e2e.scenarios import (
+    assert_deploy_skipped,
+    assert_failed_at_validation,
+    assert_no_failed_request,
+    break_contract,
+    failure_report,
+    log_failing_model,
+)
+from tests.e2e.scenarios import (
+    training_runs as runs_of,
+)
 from tests.e2e.serving import (
     ask_server,
     deploy_pod,
-    failed_requests,
     poll_records,
     poller_pod,
     serving_state,
@@ -188,12 +198,7 @@ class Run:
     logs: dict[str, str]  # task label -> its last try's log
 
     def failure_report(self) -> str:
-        failed = [label for label, state in self.tasks.items() if state == "failed"]
-        parts = [f"run {self.run_id}: {self.state}; tasks: {self.tasks}"]
-        for label in failed:
-            tail = "\n".join(self.logs.get(label, "").splitlines()[-40:])
-            parts.append(f"--- {label} (last lines) ---\n{tail}")
-        return "\n".join(parts)
+        return failure_report(self.run_id, self.state, self.tasks, self.logs)
 
 
 def _clear_the_slot(airflow: AirflowClient, own_prefix: str) -> None:
@@ -346,8 +351,7 @@ def upload_bad_partition(kind: Kind, store: Store, ds: str, scratch: Path) -> st
         timeout=GENERATE_TIMEOUT_S,
     )
     assert done.returncode == 0, f"trainer generate failed:\n{done.stderr}"
-    frame = pd.read_parquet(local / "data.parquet")
-    frame.loc[frame.index[:25], "age"] = -3  # the schema allows 18..100
+    frame = break_contract(pd.read_parquet(local / "data.parquet"))
     body = io.BytesIO()
     frame.to_parquet(body, index=False)
     parsed = urlparse(kind.platform.datasets_uri)
@@ -390,15 +394,8 @@ def ask_model_server(kind: Kind, cluster_mlflow: Mlflow, model_name: str, versio
 
 
 def training_runs(cluster_mlflow: Mlflow, model_name: str, run_id: str) -> list[Any]:
-    """The MLflow runs a DAG run's train tasks left (the trainer tags them with the run id);
-    tries that a retry superseded are left out."""
-    client = cluster_mlflow.client()
-    experiment = client.get_experiment_by_name(model_name)
-    assert experiment is not None, f"no MLflow experiment {model_name!r}"
-    runs = client.search_runs(
-        [experiment.experiment_id], filter_string=f"tags.`airflow.run_id` = '{run_id}'"
-    )
-    return [run for run in runs if "superseded_by" not in run.data.tags]
+    """The MLflow runs a DAG run's train tasks left (tries a retry superseded left out)."""
+    return runs_of(cluster_mlflow.client(), model_name, run_id)
 
 
 # --- the runs (module fixtures: each test reads what one run left) ------------------------
@@ -586,8 +583,7 @@ def test_second_run_on_the_same_data_skips_deployment(
 ):
     run, before = second_run
     assert run.state == "success", run.failure_report()
-    assert run.tasks.get("deploy") == "skipped", run.tasks
-    assert run.tasks.get("skip_deploy") == "success", run.tasks
+    assert_deploy_skipped(run.tasks)
     assert len(training_runs(cluster_mlflow, scenario.model_name, run.run_id)) == COMBINATIONS
     assert champion(cluster_mlflow, scenario.model_name).version == before.champion
     assert _serving(kind, scenario.model_name) == before.serving
@@ -600,50 +596,12 @@ def test_bad_partition_fails_validation_and_changes_nothing(
 ):
     run, before = bad_run
     assert run.state == "failed", run.failure_report()
-    validate = "data_preparation.validate"
-    assert run.tasks.get(validate) == "failed", run.tasks
-    assert "trainer validate: error:" in run.logs.get(validate, ""), run.logs.get(validate)
-    assert "age" in run.logs[validate], run.logs[validate]
-    not_run = {label: state for label, state in run.tasks.items() if label.startswith("train")}
-    assert not_run and all(state != "success" for state in not_run.values()), not_run
-    assert run.tasks.get("deploy") != "success", run.tasks
+    assert_failed_at_validation(run.tasks, run.logs)
     assert champion(cluster_mlflow, scenario.model_name).version == before.champion
     assert _serving(kind, scenario.model_name) == before.serving
     answer, _, _ = ask_model_server(kind, cluster_mlflow, scenario.model_name, before.champion)
     assert answer["model_version"] == before.champion, answer
     assert_pods_on_their_pools(kind, run)
-
-
-def _log_failing_model(cluster_mlflow: Mlflow, model_name: str, version: str) -> str:
-    """A run in the model's experiment holding a model with the champion's signature and
-    input example whose predictions all fail; its run id."""
-    import mlflow
-    import pandas as pd
-    from mlflow.models import Model
-
-    from deployer.smoke import smoke_request
-
-    client = cluster_mlflow.client()
-    uri = f"models:/{model_name}/{version}"
-    source = Model.load(uri)
-    payload = smoke_request(uri, source).payload
-    if "dataframe_split" in payload:
-        split = payload["dataframe_split"]
-        frame = pd.DataFrame(split["data"], columns=split["columns"])
-    elif "dataframe_records" in payload:
-        frame = pd.DataFrame(payload["dataframe_records"])
-    else:
-        raise AssertionError(f"{uri}: input example not in a dataframe form: {sorted(payload)}")
-    experiment = client.get_experiment_by_name(model_name)
-    with mlflow.start_run(experiment_id=experiment.experiment_id, run_name="e2e-failing") as run:
-        mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(Path(__file__).with_name("failing_model.py")),
-            signature=source.signature,
-            input_example=frame,
-            pip_requirements=["mlflow-skinny", "pandas"],
-        )
-    return run.info.run_id
 
 
 def test_failed_smoke_test_rolls_back_without_a_failed_request(
@@ -659,7 +617,7 @@ def test_failed_smoke_test_rolls_back_without_a_failed_request(
     assert first_run.state == "success", first_run.failure_report()
     model = scenario.model_name
     version_before = champion(cluster_mlflow, model).version
-    failing_run = _log_failing_model(cluster_mlflow, model, version_before)
+    failing_run = log_failing_model(cluster_mlflow.client(), model, version_before)
     request = smoke_request(f"models:/{model}/{version_before}")
     training, serving = kind.namespace("training"), kind.namespace("serving")
     service_url = f"http://{resource_name(model)}.{serving}.svc.cluster.local:{SERVICE_PORT}"
@@ -747,17 +705,6 @@ def test_failed_smoke_test_rolls_back_without_a_failed_request(
 
     # A client polled the Service throughout: not one of its requests from the moment the
     # deploy started may have failed.
-    records = poll_records(poller_log)
-    during = [r for r in records if started <= r["t"] <= ended]
-    assert len(during) >= 10, f"only {len(during)} requests during the deploy: {poller_log[-2000:]}"
-    assert records[0]["t"] < started and records[-1]["t"] > ended, "the poll did not span it"
-    since_start = [r for r in records if r["t"] >= started]
-    failed = failed_requests(since_start, request.rows)
-    by_kind: dict[str, int] = {}
-    for record in failed:
-        key = f"HTTP {record['status']}" if record["status"] else (record["error"] or "")[:60]
-        by_kind[key] = by_kind.get(key, 0) + 1
-    assert not failed, (
-        f"{len(failed)} of {len(since_start)} requests failed while v{failing_version} was rolled "
-        f"out and back ({by_kind}); first: {failed[0]}; see {artifacts / 'poller.log'}"
+    assert_no_failed_request(
+        poll_records(poller_log), started, ended, request.rows, str(artifacts / "poller.log")
     )

@@ -115,3 +115,22 @@ def test_sensors_look_often_on_the_local_platform(monkeypatch: pytest.MonkeyPatc
     capped = sensor()
     task_policy(capped)
     assert capped.poke_interval == 5.0
+
+
+def test_the_platform_keeps_each_pod_spec_where_the_runner_writes_them(tmp_path: Path):
+    from ml_platform.local import runner
+
+    assert stack.POD_RECORD_ENV == runner.POD_RECORD_ENV  # spelt out in stack: no Airflow import
+    ti = SimpleNamespace(dag_id="d", run_id="r1", task_id="train", map_index=2, try_number=1)
+    from kubernetes.client import models as k8s
+
+    pod = k8s.V1Pod(spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="base")]))
+    os.environ[runner.POD_RECORD_ENV] = str(tmp_path)
+    try:
+        path = runner.record_pod(pod, "gpu", {"ti": ti})
+    finally:
+        del os.environ[runner.POD_RECORD_ENV]
+    assert path == tmp_path / "d" / "r1" / "train.2.json"
+    record = json.loads(path.read_text())
+    assert (record["pool"], record["gpus"], record["map_index"]) == ("gpu", 0, 2)
+    assert runner.record_pod(pod, "gpu", {"ti": ti}) is None  # not on the platform: nothing kept

@@ -30,6 +30,9 @@ from ml_platform.pools import NoPoolError, check_schedulable
 from ml_platform.settings import TEAM_IMAGE_PREFIX, PlatformConfig, platform_config
 
 XCOM_ENV = "TRAINER_XCOM_PATH"  # where the platform images write their result
+# Set by the local platform (`make up`): where each task instance's built pod is kept, so its
+# tests can check what a cluster would have scheduled (no nodes here to look at).
+POD_RECORD_ENV = "ML_PLATFORM_LOCAL_POD_RECORDS"
 
 
 class ContainerTaskFailed(RuntimeError):
@@ -143,6 +146,35 @@ def run_every_pod_locally() -> None:
     KubernetesPodOperator.execute = execute  # type: ignore[method-assign]
 
 
+def record_pod(pod: Any, pool: str, context: Any) -> Path | None:
+    """Keep the checked pod spec and its pool as <records>/<dag>/<run>/<task>[.<map>].json
+    when POD_RECORD_ENV is set; the file of a later try replaces the earlier one's."""
+    records = os.environ.get(POD_RECORD_ENV)
+    ti = context.get("ti") if records else None
+    if ti is None:
+        return None
+    from kubernetes.client import ApiClient
+
+    from ml_platform.pools import gpu_request
+
+    map_index = getattr(ti, "map_index", -1)
+    name = ti.task_id if map_index is None or map_index < 0 else f"{ti.task_id}.{map_index}"
+    path = Path(records) / ti.dag_id / ti.run_id / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "dag_id": ti.dag_id,
+        "run_id": ti.run_id,
+        "task_id": ti.task_id,
+        "map_index": map_index,
+        "try_number": getattr(ti, "try_number", None),
+        "pool": pool,
+        "gpus": gpu_request(pod),
+        "pod": ApiClient().sanitize_for_serialization(pod),
+    }
+    path.write_text(json.dumps(record, indent=1, default=str))
+    return path
+
+
 def run_pod_locally(operator: Any, context: Any) -> Any:
     from ml_platform.policies import pod_mutation_hook
 
@@ -155,6 +187,7 @@ def run_pod_locally(operator: Any, context: Any) -> Any:
         pool = check_schedulable(pod, config)
     except NoPoolError as exc:
         raise Unschedulable(str(exc)) from None
+    record_pod(pod, pool.name, context)
     container = next(c for c in pod.spec.containers if c.name == operator.base_container_name)
     entrypoint = (
         LocalEntrypoint(list(container.command))

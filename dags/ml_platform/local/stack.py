@@ -39,6 +39,9 @@ from typing import Any
 from ml_platform.local.postgres import Postgres, PostgresUnavailable, ensure_installed
 
 LOCAL_POKE_ENV = "ML_PLATFORM_LOCAL_POKE_S"  # read by ml_platform.local.platform_policies
+# ml_platform.local.runner.POD_RECORD_ENV, spelt out: importing the runner imports Airflow,
+# which must not happen here before the services' environment is set.
+POD_RECORD_ENV = "ML_PLATFORM_LOCAL_POD_RECORDS"
 
 log = logging.getLogger("platform")
 
@@ -228,6 +231,8 @@ def airflow_environment(layout: Layout, state: State) -> dict[str, str]:
             # A new DAG file shows up within half a minute, not the default five.
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             LOCAL_POKE_ENV: str(SENSOR_POKE_S),
+            # Each container task's checked pod spec, for the e2e checks of placement.
+            POD_RECORD_ENV: str(layout.root / "pods"),
             "PYTHONUNBUFFERED": "1",
         }
     )
