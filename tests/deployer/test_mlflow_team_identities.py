@@ -89,6 +89,15 @@ def users(
 
 @pytest.fixture
 def as_user(auth_server: MlflowServer, users: dict[str, str], monkeypatch: pytest.MonkeyPatch):
+    # MLflow keeps the tracking URI and the active experiment process-wide (and in the
+    # environment): restored after the test, or later tests would create runs in this
+    # server's experiments on their own server.
+    monkeypatch.setattr(mlflow.tracking._tracking_service.utils, "_tracking_uri", None)
+    monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
+    # set_experiment sets MLFLOW_EXPERIMENT_ID too: recorded as unset (setenv records what
+    # was there; delenv of an absent variable records nothing), so teardown removes it.
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", "")
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", auth_server.url)
     mlflow.set_tracking_uri(auth_server.url)
 
