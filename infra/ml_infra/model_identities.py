@@ -6,46 +6,24 @@ repository's DAG folder (`ml-platform:airflow.dags.subdir`), the files the DAGs 
 read; a spec's folder decides its team as in ml_platform.model_specs.team_of
 (dags/teams/<team>/..., the platform's own at the top). Each model gets the login
 `serve-<model>` and the Secret `serve-<model>-mlflow` in the serving namespace; the deployer
-grants that login READ on that model alone. The DAG library names them from the model name by
-the same rule (ml_platform.serving_identity; tests/infra/test_infra_serving_names.py holds the
-two alike), so a new spec needs no change to the platform document.
+grants that login READ on that model alone. The names come from the model name by the rule
+of ml_contract.serving, which the DAG library names them by too (ml_platform.serving_identity),
+so a new spec needs no change to the platform document.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from ml_contract import SPEC_SUFFIX, SpecError, load_spec
+from ml_contract.serving import serving_secret, serving_user
 from ml_infra.config import PLATFORM_TEAM, StackConfig
 from ml_infra.config_reader import StackConfigError
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 TEAMS_DIR = "teams"  # dags/teams/<team>/ (ml_platform.model_specs.TEAMS_DIR)
-SERVING_PREFIX = "serve-"
-SERVING_SECRET_SUFFIX = "-mlflow"
-# A Kubernetes object name kept to a DNS label, as every other name of the platform.
-MAX_NAME = 63
-DIGEST_CHARS = 8
-# Secret names take lowercase letters, digits and '-'; MLflow logins anything, so the
-# Secret's rule decides both (a model name may also have '.' and '_').
-_UNSAFE = re.compile(r"[^a-z0-9]+")
-
-
-def serving_user(model: str) -> str:
-    """The model servers' MLflow login: `serve-<model>`, with a hash of the model name in
-    place of what a Secret name cannot hold or of what is too long, so that two models never
-    share a login. Its Secret is this plus SERVING_SECRET_SUFFIX. The DAG library's
-    ml_platform.serving_identity applies the same rule: change both together."""
-    safe = _UNSAFE.sub("-", model.lower()).strip("-")
-    room = MAX_NAME - len(SERVING_PREFIX) - len(SERVING_SECRET_SUFFIX)
-    if safe != model or len(safe) > room:
-        digest = hashlib.sha256(model.encode()).hexdigest()[:DIGEST_CHARS]
-        safe = f"{safe[: room - DIGEST_CHARS - 1].rstrip('-')}-{digest}".lstrip("-")
-    return SERVING_PREFIX + safe
 
 
 @dataclass(frozen=True)
@@ -60,7 +38,7 @@ class ModelIdentity:
 
     @property
     def serving_secret(self) -> str:  # in the serving namespace
-        return self.serving_user + SERVING_SECRET_SUFFIX
+        return serving_secret(self.model)
 
 
 def spec_team(relative: Path) -> str:

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 from pulumi_harness import MODELS, STACKS, declared, stack_values, unwrap
 
+from ml_contract.serving import serving_secret, serving_user
 from ml_infra import model_identities
 from ml_infra.config import parse_stack_config
 from ml_infra.config_reader import StackConfigError
-from ml_infra.model_identities import SERVING_SECRET_SUFFIX, serving_user, spec_team
 from ml_infra.model_identities import model_identities as identities
+from ml_infra.model_identities import spec_team
 from ml_platform.model_specs import team_of
 
 # A spec of the repository's, under another model name.
@@ -73,7 +74,7 @@ def test_infra_decides_a_specs_team_as_the_dag_library_does(tmp_path: Path):
 )
 def test_a_serving_name_is_a_secret_name_and_tells_models_apart(model: str):
     user = serving_user(model)
-    secret = user + SERVING_SECRET_SUFFIX
+    secret = serving_secret(model)
     assert len(secret) <= 63
     assert all(c.isdigit() or c == "-" or "a" <= c <= "z" for c in secret)
     assert secret[0].isalnum() and secret[-1].isalnum()

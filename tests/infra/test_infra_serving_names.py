@@ -1,16 +1,16 @@
-"""The serving login and Secret of a model have one rule in two places: infra creates them
-(ml_infra.model_identities) and the DAG library names them to the deploy step
-(ml_platform.serving_identity) without reading them from the platform document. A difference
-would hand a model's servers a login that does not exist."""
+"""The serving login and Secret of a model have one rule (ml_contract.serving) on both sides:
+infra creates them (ml_infra.model_identities) and the DAG library names them to the deploy
+step (ml_platform.serving_identity) without reading them from the platform document. A
+difference would hand a model's servers a login that does not exist; the rule must also keep
+awkward model names apart and within a Secret name."""
 
 from __future__ import annotations
 
 import pytest
 from pulumi_harness import MODELS, STACKS, declared, stack_values, unwrap
 
-from ml_infra import model_identities as infra
+from ml_contract.serving import MAX_NAME
 from ml_infra.model_identities import ModelIdentity
-from ml_platform import serving_identity as dags
 from ml_platform.serving_identity import looks_like_serving_name, serving_identity
 
 # Names that sanitise alike, that a Secret name cannot hold, or that are too long for one.
@@ -44,20 +44,14 @@ AWKWARD = (
 def test_infra_and_the_dag_library_name_a_models_login_and_secret_alike(model: str):
     login, secret = serving_identity(model)
     identity = ModelIdentity(model, "ml-platform", f"{model}.model.yaml")
-    assert identity.serving_user == infra.serving_user(model) == login
-    assert identity.serving_secret == secret
+    assert (identity.serving_user, identity.serving_secret) == (login, secret)
     assert looks_like_serving_name(login) and looks_like_serving_name(secret)
+    # A Secret name: a DNS label of lowercase letters, digits and '-'.
+    assert len(secret) <= MAX_NAME and secret == secret.lower().strip("-")
 
 
-def test_the_rules_constants_are_the_same():
-    for name in ("SERVING_PREFIX", "SERVING_SECRET_SUFFIX", "MAX_NAME", "DIGEST_CHARS"):
-        assert getattr(infra, name) == getattr(dags, name), name
-    assert infra._UNSAFE.pattern == dags._UNSAFE.pattern
-
-
-def test_awkward_names_keep_models_apart_in_both():
+def test_awkward_names_keep_models_apart():
     assert len({serving_identity(m) for m in AWKWARD}) == len(AWKWARD)
-    assert len({infra.serving_user(m) for m in AWKWARD}) == len(AWKWARD)
 
 
 @pytest.mark.parametrize("stack", STACKS)
