@@ -11,11 +11,13 @@ is a platform image too: `image="<name>", team="<team>"` runs it from the platfo
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.providers.cncf.kubernetes.secret import Secret
 from kubernetes.client import models as k8s
+from kubernetes.utils import parse_quantity
 
 from ml_platform.pod_security import (
     container_security_context,
@@ -44,6 +46,7 @@ AIRFLOW_CONTEXT_ENV = {
     "AIRFLOW_CTX_TRY_NUMBER": "{{ ti.try_number }}",
 }
 TEAM_LABEL = "ml-platform/team"
+THREADS_ENV = "OMP_NUM_THREADS"
 
 
 class PlatformPodOperator(KubernetesPodOperator):
@@ -69,6 +72,14 @@ def platform_env(config: PlatformConfig) -> dict[str, str]:
         env["AWS_ENDPOINT_URL"] = endpoint
         env["MLFLOW_S3_ENDPOINT_URL"] = endpoint
     return env
+
+
+def compute_threads(cpu: str, cpu_limit: str | None) -> str:
+    """Threads for the container's numeric libraries (OpenMP, and PyTorch through it): the
+    whole CPUs of its limit, at least one. They would otherwise start one per core of the
+    node, whatever the limit: oversubscribed and throttled under a CPU quota, and on the local
+    platform two trials at once would fight over the same cores."""
+    return str(max(1, math.floor(float(parse_quantity(cpu_limit or cpu)))))
 
 
 def resources(
@@ -146,7 +157,12 @@ def container_task_kwargs(
         "container_resources": resources(cpu, memory, gpus, cpu_limit, memory_limit),
         "tolerations": tolerations_for(pool),
         "affinity": affinity_for(pool),
-        "env_vars": {**platform_env(config), **AIRFLOW_CONTEXT_ENV, **(env or {})},
+        "env_vars": {
+            **platform_env(config),
+            **AIRFLOW_CONTEXT_ENV,
+            THREADS_ENV: compute_threads(cpu, cpu_limit),
+            **(env or {}),
+        },
         "secrets": secret_refs,
         "labels": {**image_labels(config, image, team), "ml-platform/pool": pool.name},
         # PodSecurity `restricted` (ml_platform.pod_security), the XCom sidecar included;

@@ -7,9 +7,13 @@ the training namespace as a platform identity on a platform image; what only the
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from kubernetes.client import models as k8s
+from kubernetes.utils import parse_quantity
 
+from ml_platform.container import container_task_kwargs
 from ml_platform.model_specs import PLATFORM_TEAM
 from ml_platform.settings import PlatformConfig
 
@@ -61,6 +65,18 @@ def test_platform_env(container_pod: k8s.V1Pod, platform: PlatformConfig):
     assert env["MLFLOW_TRACKING_URI"] == platform.mlflow_tracking_uri
     assert env["ML_PLATFORM_DATASETS_URI"] == platform.datasets_uri
     assert env["AIRFLOW_CTX_MAP_INDEX"] == "{{ ti.map_index }}"
+    # Compute threads: the whole CPUs of the container's limit, not the node's core count.
+    limit = container_pod.spec.containers[0].resources.limits["cpu"]
+    assert env["OMP_NUM_THREADS"] == str(max(1, math.floor(float(parse_quantity(limit)))))
+
+
+@pytest.mark.parametrize(
+    ("cpu", "cpu_limit", "threads"),
+    [("500m", None, "1"), ("1500m", None, "1"), ("1", "4", "4"), ("2", "2500m", "2")],
+)
+def test_threads_follow_the_cpu_limit(cpu: str, cpu_limit: str | None, threads: str):
+    kwargs = container_task_kwargs(image="trainer", cpu=cpu, cpu_limit=cpu_limit)
+    assert kwargs["env_vars"]["OMP_NUM_THREADS"] == threads
 
 
 @pytest.mark.usefixtures("container_task")
