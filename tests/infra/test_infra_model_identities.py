@@ -59,6 +59,12 @@ def test_each_model_gets_its_own_login_and_secret(stack: str):
     )["users"]
     for model, data in logins.items():
         assert users[f"serve-{model}"] == data["MLFLOW_TRACKING_PASSWORD"]
+    # The names the DAG library gives a deploy step are the ones created (ml_contract.serving).
+    assert {secret: data["MLFLOW_TRACKING_USERNAME"] for secret, data in secrets.items()} == {
+        serving_secret(model): serving_user(model) for model in MODELS
+    }
+    # The document carries no names: a new spec must not need it regenerated.
+    assert "models" not in resources.outputs["platform_config"]
 
 
 def test_infra_decides_a_specs_team_as_the_dag_library_does(tmp_path: Path):

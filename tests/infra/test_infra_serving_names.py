@@ -7,7 +7,7 @@ awkward model names apart and within a Secret name."""
 from __future__ import annotations
 
 import pytest
-from pulumi_harness import MODELS, STACKS, declared, stack_values, unwrap
+from pulumi_harness import MODELS
 
 from ml_contract.serving import MAX_NAME
 from ml_infra.model_identities import ModelIdentity
@@ -52,20 +52,3 @@ def test_infra_and_the_dag_library_name_a_models_login_and_secret_alike(model: s
 
 def test_awkward_names_keep_models_apart():
     assert len({serving_identity(m) for m in AWKWARD}) == len(AWKWARD)
-
-
-@pytest.mark.parametrize("stack", STACKS)
-def test_the_program_creates_the_names_the_dag_library_gives(stack: str):
-    resources = declared(stack)
-    serving_ns = stack_values(stack)["ml-platform:namespaces"]["serving"]
-    secrets = {
-        s.inputs["metadata"]["name"]: unwrap(s.inputs["stringData"])
-        for s in resources.of_type("core/v1:Secret")
-        if s.inputs["metadata"]["namespace"] == serving_ns
-    }
-    named = dict(serving_identity(model) for model in MODELS)  # login -> Secret
-    assert {secret: data["MLFLOW_TRACKING_USERNAME"] for secret, data in secrets.items()} == {
-        secret: login for login, secret in named.items()
-    }
-    # The document carries no names: a new spec must not need it regenerated.
-    assert "models" not in resources.outputs["platform_config"]
