@@ -72,10 +72,14 @@ def test_a_recorded_process_is_stopped_with_its_children(layout: stack.Layout) -
     script = "import subprocess, time; subprocess.Popen(['sleep', '60']); time.sleep(60)"
     pid = stack._spawn(layout, "sleeper", [sys.executable, "-c", script], dict(os.environ))
     assert stack.recorded_pid(layout, "sleeper") == pid
-    time.sleep(0.5)  # its child started
-    children = subprocess.run(
-        ["pgrep", "-g", str(pid)], capture_output=True, text=True, check=False
-    ).stdout.split()
+    deadline = time.monotonic() + 10  # its child started, however busy the machine
+    while True:
+        children = subprocess.run(
+            ["pgrep", "-g", str(pid)], capture_output=True, text=True, check=False
+        ).stdout.split()
+        if len(children) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert len(children) == 2
     assert stack.stop_process(layout, "sleeper", timeout_s=10)
     deadline = time.monotonic() + 5  # SIGKILL is delivered, not waited for
