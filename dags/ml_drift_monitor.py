@@ -14,7 +14,6 @@ breached: ...", and with `on_breach: rollback` the deployer's rollback runs firs
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
@@ -24,14 +23,14 @@ from airflow.sdk.exceptions import AirflowFailException
 from ml_contract import SPEC_ENV, ModelSpec
 from ml_platform.container import container_task
 from ml_platform.dag_defaults import platform_default_args
+
+# The training DAG's deployer environment: the rollback runs as the same team's deploy step
+# (MLP206), with the same namespace, image and serving identity.
+from ml_platform.deployer_rules import deployer_env
 from ml_platform.model_specs import spec_beside, team_of
 from ml_platform.notifications import run_callbacks
 from ml_platform.sensors import wait_for_partition
 from ml_platform.settings import platform_config
-
-# The training DAG's deployer environment: the rollback runs as the same team's deploy step
-# (MLP206), with the same namespace, image and serving identity.
-from ml_platform.training_dag import deployer_env
 
 DAG_ID = "ml_drift_monitor"
 TRAINING_DAG_ID = "ml_training_pipeline"
@@ -74,7 +73,7 @@ def slo_tasks(spec: ModelSpec, check_drift: Any) -> None:
     gate = slo_gate(check_drift.output)
     breached = slo_breached()
     if rollback_first:
-        team = team_of(Path(__file__))
+        team = team_of(spec.source)
         rollback = container_task(
             "rollback",
             image="deployer",

@@ -15,7 +15,8 @@ from pathlib import Path
 from kubernetes.client import models as k8s
 
 from ml_platform.model_specs import team_of
-from ml_platform.settings import IMAGE_LABEL, PlatformConfig
+from ml_platform.serving_identity import serving_identity
+from ml_platform.settings import IMAGE_LABEL, PlatformConfig, runtime
 from ml_platform.violations import Violation
 
 TEAM_ENV = "DEPLOYER_TEAM"
@@ -90,3 +91,23 @@ def deployer_violations(
 
 def _container(pod: k8s.V1Pod, name: str) -> k8s.V1Container | None:
     return next((c for c in pod.spec.containers or [] if c.name == name), None)
+
+
+def deployer_env(config: PlatformConfig, team: str, model: str) -> dict[str, str]:
+    """What a team's deployer step (deploy, or the drift monitor's rollback) of `model` is
+    told: the team it acts for, the model, where model servers run, and the model's serving
+    login, which it grants READ on the model."""
+    env = {
+        # The deployer refuses a registered model another team owns (its ml-platform.team tag).
+        TEAM_ENV: team,
+        MODEL_ENV: model,
+        "DEPLOYER_NAMESPACE": config.namespaces["serving"],
+        "DEPLOYER_IMAGE": config.images.ref("deployer"),
+        "DEPLOYER_SERVICE_ACCOUNT": config.service_accounts["serving"],
+    }
+    # The model server loads the model from MLflow, which has auth on in clusters, with the
+    # model's own read-only login: `pulumi up` creates one for every model spec, named from
+    # the model name as here. The local runtime's MLflow has no auth: nothing to grant there.
+    if config.teams and runtime() == "kubernetes":
+        env[SERVING_USER_ENV], env[SERVING_SECRET_ENV] = serving_identity(model)
+    return env

@@ -10,7 +10,7 @@ the team whose account it runs as (the deployer: of the team in DEPLOYER_TEAM).
 
 A model's servers get a read-only MLflow login of that model alone, named from the model
 name (ml_platform.serving_identity, the rule by which infra creates one for every model spec
-at `pulumi up`): a deploy step is given its model's (training_dag.deployer_env) and may name
+at `pulumi up`): a deploy step is given its model's (deployer_rules.deployer_env) and may name
 no other model's serving login or Secret.
 """
 

@@ -35,15 +35,12 @@ from ml_platform.approval import APPROVAL_KEY, DeployGate
 from ml_platform.capacity import parallel_pods
 from ml_platform.container import container_task, mapped_container_task
 from ml_platform.dag_defaults import platform_default_args
-from ml_platform.deployer_rules import MODEL_ENV as DEPLOYER_MODEL_ENV
-from ml_platform.deployer_rules import SERVING_SECRET_ENV, SERVING_USER_ENV
-from ml_platform.deployer_rules import TEAM_ENV as DEPLOYER_TEAM_ENV
+from ml_platform.deployer_rules import deployer_env
 from ml_platform.local.partitions import register_demo_source
 from ml_platform.model_specs import model_dataset_prefix, team_image, team_of
 from ml_platform.notifications import run_callbacks, run_deadline
 from ml_platform.sensors import wait_for_partition
-from ml_platform.serving_identity import serving_identity
-from ml_platform.settings import PlatformConfig, platform_config, runtime
+from ml_platform.settings import PlatformConfig, platform_config
 from ml_platform.sweep import (
     SweepParamError,
     build_combinations,
@@ -380,23 +377,3 @@ def _team_image_of(spec: ModelSpec, config: PlatformConfig) -> tuple[str, str]:
             "beside the spec (make new-dag TRAINER=1 scaffolds one)"
         )
     return image.name, image.team
-
-
-def deployer_env(config: PlatformConfig, team: str, model: str) -> dict[str, str]:
-    """What a team's deployer step (deploy, or the drift monitor's rollback) of `model` is
-    told: the team it acts for, the model, where model servers run, and the model's serving
-    login, which it grants READ on the model."""
-    env = {
-        # The deployer refuses a registered model another team owns (its ml-platform.team tag).
-        DEPLOYER_TEAM_ENV: team,
-        DEPLOYER_MODEL_ENV: model,
-        "DEPLOYER_NAMESPACE": config.namespaces["serving"],
-        "DEPLOYER_IMAGE": config.images.ref("deployer"),
-        "DEPLOYER_SERVICE_ACCOUNT": config.service_accounts["serving"],
-    }
-    # The model server loads the model from MLflow, which has auth on in clusters, with the
-    # model's own read-only login: `pulumi up` creates one for every model spec, named from
-    # the model name as here. The local runtime's MLflow has no auth: nothing to grant there.
-    if config.teams and runtime() == "kubernetes":
-        env[SERVING_USER_ENV], env[SERVING_SECRET_ENV] = serving_identity(model)
-    return env

@@ -14,13 +14,12 @@ from airflow.exceptions import AirflowClusterPolicyViolation
 from kubernetes.client import models as k8s
 
 from ml_contract import load_spec
-from ml_platform.deployer_rules import dag_team
+from ml_platform.deployer_rules import dag_team, deployer_env
 from ml_platform.model_specs import spec_files, team_of
 from ml_platform.policies import pod_mutation_hook, task_policy
 from ml_platform.serving_identity import looks_like_serving_name, serving_identity
 from ml_platform.settings import PlatformConfig, parse_config, platform_config, read_config_document
 from ml_platform.team_identities import pod_secret_names
-from ml_platform.training_dag import deployer_env
 
 IMAGE = "localhost/ml-platform/trainer:dev"
 
@@ -219,7 +218,7 @@ def _deploy_dag(tmp_path: Path, model: str, extra_env: str = "") -> tuple[DagBag
         "examples",
         f"""\
         from ml_platform.settings import platform_config
-        from ml_platform.training_dag import deployer_env
+        from ml_platform.deployer_rules import deployer_env
 
         env = deployer_env(platform_config(), "examples", {model!r}){extra_env}
         container_task(
