@@ -25,6 +25,5 @@ dag: DAG = training_dag(
     doc_md=__doc__,
     threshold_param="min_metric",  # the name runs (and their confs) have always used
     execution_timeout=timedelta(hours=2),
-    deadline=timedelta(hours=8),  # notify when a day's run is not done 8 hours after queued
     local_source="churn-synthetic",
 )
