@@ -4,8 +4,8 @@ The session fixture brings the platform up with `make up` in a LOCAL_DIR of its 
 (.local/e2e-local, on free ports, so a platform a person runs with the defaults is left
 alone) and takes it down with `make down` at the end; the data stays there for a look after a
 failure. Without ML_PLATFORM_E2E_LOCAL=1 (`make e2e-local` sets it) those tests are skipped, so
-`make test` does not start a platform; they are also skipped, with `make up`'s one line, when
-PostgreSQL is not installed and cannot be installed here.
+`make test` does not start a platform; under `make e2e-local` they fail, with `make up`'s one
+line, when PostgreSQL is not installed and cannot be installed here.
 """
 
 from __future__ import annotations

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +28,8 @@ from email import message_from_bytes
 from email.header import decode_header, make_header
 from pathlib import Path
 from typing import Any
+
+from ml_platform.local.mlflow_server import free_port
 
 log = logging.getLogger("run_dag.notifications")
 
@@ -76,19 +77,13 @@ class _SavingHandler:
         return "250 Message accepted for delivery"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextmanager
 def local_smtp_sink(folder: Path, port: int | None = None) -> Iterator[SmtpSink]:
     """A real SMTP server on 127.0.0.1 that saves every message under `folder`."""
     from aiosmtpd.controller import Controller
 
     folder.mkdir(parents=True, exist_ok=True)
-    sink = SmtpSink(folder=folder, port=port or _free_port())
+    sink = SmtpSink(folder=folder, port=port or free_port())
     controller = Controller(
         _SavingHandler(sink), hostname="127.0.0.1", port=sink.port, ready_timeout=10
     )

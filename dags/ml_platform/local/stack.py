@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ml_platform.local.mlflow_server import free_port
 from ml_platform.local.postgres import Postgres, PostgresUnavailable, ensure_installed
 
 LOCAL_POKE_ENV = "ML_PLATFORM_LOCAL_POKE_S"  # read by ml_platform.local.platform_policies
@@ -130,12 +131,6 @@ class State:
         return f"http://127.0.0.1:{self.mlflow_port}"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _port_in_use(port: int) -> bool:
     with socket.socket() as probe:
         probe.settimeout(1)
@@ -157,7 +152,7 @@ def _choose_state(layout: Layout, wanted: dict[str, int | None]) -> State:
         port = wanted.get(name)
         if port is None:
             port = getattr(saved, f"{name}_port") if saved else default
-        ports[f"{name}_port"] = port or _free_port()
+        ports[f"{name}_port"] = port or free_port()
     state = State(**ports)
     layout.root.mkdir(parents=True, exist_ok=True)
     doc = {**asdict(state), "airflow_url": state.airflow_url, "mlflow_url": state.mlflow_url}
