@@ -12,10 +12,18 @@ class StepFailed(Exception):
         super().__init__(f"failed at {step}: {self.why}")
 
 
+def plain_line(exc: BaseException, limit: int = 400) -> str:
+    """An exception as one bounded line: MLflow and HTTP errors often span many lines."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def one_line(exc: BaseException, limit: int = 400) -> str:
-    """An exception as one bounded line: MLflow and HTTP errors often span many lines. A
-    dependency that could not be reached is named as such, whatever error it surfaced as."""
+    """plain_line, except that a dependency that could not be reached is named as such,
+    whatever error it surfaced as (a walk of the cause chain: not for the request path)."""
     from ml_dependencies import unreachable
 
-    text = unreachable(exc) or " ".join(str(exc).split()) or type(exc).__name__
+    text = unreachable(exc)
+    if text is None:
+        return plain_line(exc, limit)
     return text if len(text) <= limit else text[: limit - 3] + "..."

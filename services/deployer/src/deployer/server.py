@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from deployer.errors import StepFailed, one_line
+from deployer.errors import StepFailed, one_line, plain_line
 from deployer.metrics import METRICS_PATH, ServerMetrics, instrument
 
 log = logging.getLogger(__name__)
@@ -247,14 +247,14 @@ def create_app(slot: ModelSlot) -> ASGIApp:
         try:
             data, params = slot.parse(body)
         except (ValueError, TypeError, KeyError, MlflowException) as exc:
-            return _error(400, "BAD_REQUEST", one_line(exc))
+            return _error(400, "BAD_REQUEST", plain_line(exc))
         try:
             payload = slot.predict(data, params)
         except MlflowException as exc:  # the input does not fit the model's schema
-            return _error(400, "BAD_REQUEST", one_line(exc))
+            return _error(400, "BAD_REQUEST", plain_line(exc))
         except Exception as exc:  # the model itself failed
             log.exception("prediction failed")
-            return _error(500, "PREDICTION_FAILED", one_line(exc))
+            return _error(500, "PREDICTION_FAILED", plain_line(exc))
         return Response(payload, media_type=JSON_TYPE)
 
     async def metrics_page(request: Request) -> Response:
