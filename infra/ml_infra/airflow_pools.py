@@ -25,18 +25,15 @@ POOLS_KEY = "pools.json"
 AIRFLOW_UID = 50000  # the official image's user (helm/airflow/values-common.yaml)
 
 
-def pools_file(config: StackConfig) -> str:
-    return json.dumps(airflow_pools(config), indent=2, sort_keys=True)
-
-
 def declare_airflow_pools(
     config: StackConfig, provider: k8s.Provider, depends_on: list[pulumi.Resource]
 ) -> k8s.batch.v1.Job | None:
     """The pools Job in the airflow namespace; None on a stack without GPU pools."""
-    if not airflow_pools(config):
+    pools = airflow_pools(config)
+    if not pools:
         return None
     ns = config.namespaces["airflow"]
-    document = pools_file(config)
+    document = json.dumps(pools, indent=2, sort_keys=True)
     pools_map = k8s.core.v1.ConfigMap(
         JOB_NAME,
         metadata=metadata(JOB_NAME, ns),
@@ -64,7 +61,7 @@ def declare_airflow_pools(
         uid=AIRFLOW_UID,
         gid=0,
         labels={"app.kubernetes.io/name": JOB_NAME},
-        annotations={"ml-platform/pools": json.dumps(json.loads(document))},
+        annotations={"ml-platform/pools": json.dumps(pools, sort_keys=True)},
         containers=[container],
         volumes=[
             {"name": "pools", "configMap": {"name": JOB_NAME}},
