@@ -201,20 +201,12 @@ def task_policy(task: Any) -> None:
     if violations:
         _refuse(violations, *locate_task(task.dag.fileloc, task.dag.dag_id, task.task_id))
     assign_team_identity(task, platform_config(), team)
-    _assign_gpu_pool(task, pod, platform_config())
-    limit = limit_gpu_sweep(task, pod, platform_config())
-    if limit is not None:
-        log.warning(
-            "task %s.%s: max_active_tis_per_dagrun lowered to %d, what environment %r runs "
-            "of its pod at once (make check-dags: MLP303)",
-            task.dag.dag_id,
-            task.task_id,
-            limit,
-            platform_config().environment,
-        )
+    _place_gpu_task(task, pod, platform_config())
 
 
-def _assign_gpu_pool(task: Any, pod: k8s.V1Pod, config: PlatformConfig) -> None:
+def _place_gpu_task(task: Any, pod: k8s.V1Pod, config: PlatformConfig) -> None:
+    """A GPU task's Airflow pool and sweep limit, both from its pod placed once as
+    pod_mutation_hook will place it."""
     from ml_platform.airflow_pools import assign_gpu_pool
 
     if not gpu_request(pod):
@@ -224,13 +216,24 @@ def _assign_gpu_pool(task: Any, pod: k8s.V1Pod, config: PlatformConfig) -> None:
     except NoPoolError:
         return  # refused when the pod is created (MLP301 in make check-dags)
     assign_gpu_pool(task, pod, config)
+    limit = limit_gpu_sweep(task, pod, config)
+    if limit is not None:
+        log.warning(
+            "task %s.%s: max_active_tis_per_dagrun lowered to %d, what environment %r runs "
+            "of its pod at once (make check-dags: MLP303)",
+            task.dag.dag_id,
+            task.task_id,
+            limit,
+            config.environment,
+        )
 
 
 def limit_gpu_sweep(task: Any, pod: k8s.V1Pod, config: PlatformConfig) -> int | None:
     """At parse time (task_policy): lower a mapped GPU task's max_active_tis_per_dagrun to
     what the stack holds of its pod at once, so extra trials queue in Airflow instead of
     Pending or quota-refused pods. `pod` is the task's pod from its arguments (operator_pod,
-    the XCom sidecar included). Returns the new limit, or None if unchanged.
+    the XCom sidecar included) as pod_mutation_hook leaves it (schedule_gpu_pod applied).
+    Returns the new limit, or None if unchanged.
     """
     # Imported here: airflow_local_settings imports this module while Airflow starts.
     from airflow.sdk.definitions.mappedoperator import MappedOperator
@@ -239,10 +242,6 @@ def limit_gpu_sweep(task: Any, pod: k8s.V1Pod, config: PlatformConfig) -> int | 
 
     if not isinstance(task, MappedOperator) or not gpu_request(pod):
         return None
-    try:
-        schedule_gpu_pod(pod, config)  # as pod_mutation_hook will: the pool it lands on
-    except NoPoolError:
-        return None  # refused when the pod is created (MLP301 in make check-dags)
     held = capacity(pod, config)
     if held is None or held.fits < 1 or concurrency(task.dag, task, config).copies <= held.fits:
         return None

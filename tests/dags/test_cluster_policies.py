@@ -18,10 +18,11 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG
 from kubernetes.client import models as k8s
 
+from ml_platform import policies
 from ml_platform.container import container_task, mapped_container_task
 from ml_platform.dag_rules import team_of
 from ml_platform.local.run_dag import LOCAL_SETTINGS
-from ml_platform.policies import dag_policy, pod_mutation_hook, task_policy
+from ml_platform.policies import dag_policy, pod_mutation_hook, schedule_gpu_pod, task_policy
 from ml_platform.pools import check_schedulable
 from ml_platform.settings import GPU_RESOURCE, PlatformConfig
 
@@ -202,6 +203,26 @@ def test_a_sweep_within_capacity_and_a_cpu_sweep_are_left_alone() -> None:
     task_policy(cpu)
     assert fits.max_active_tis_per_dagrun == 2
     assert cpu.max_active_tis_per_dagrun is None
+
+
+def test_a_gpu_sweep_is_placed_once_for_its_pool_and_its_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Placing a pod checks it against every pool: task_policy does it once and takes both the
+    task's Airflow pool and its sweep limit from that placement."""
+    placed: list[str] = []
+
+    def counted(pod: k8s.V1Pod, config: PlatformConfig) -> None:
+        placed.append(pod.metadata.name)
+        schedule_gpu_pod(pod, config)
+
+    monkeypatch.setattr(policies, "schedule_gpu_pod", counted)
+    with DAG("policy_placed_once", schedule=None):
+        sweep = mapped_container_task("sweep", image="trainer", arguments=[["a"]] * 4, gpus=1)
+    task_policy(sweep)
+    assert len(placed) == 1
+    # kind: two GPUs, so two of the four one-GPU trials at once, a slot each of gpu-gpus.
+    assert (sweep.pool, sweep.pool_slots, sweep.max_active_tis_per_dagrun) == ("gpu-gpus", 1, 2)
 
 
 def _pod(**spec) -> k8s.V1Pod:
