@@ -16,7 +16,7 @@ from typing import Any
 
 from kubernetes.client import models as k8s
 
-from ml_platform.pools import fitting_pools, gpu_request
+from ml_platform.pools import fitting_pools, gpu_request, pinned_gpu_type, preferred_pool
 from ml_platform.settings import PlatformConfig
 
 DEFAULT_POOL = "default_pool"
@@ -33,8 +33,8 @@ def gpu_pool_slots(pod: k8s.V1Pod, config: PlatformConfig) -> tuple[str, int] | 
     pools = [pool for pool in fitting_pools(pod, config) if pool.airflow_pool]
     if not pools:
         return None
-    # As select_pool: the smallest node that fits (a pod may fit more than one GPU pool).
-    pool = min(pools, key=lambda candidate: candidate.gpus_per_node)
+    # A pod may fit more than one GPU pool: the one select_pool and the hook would choose.
+    pool = preferred_pool(pools, pinned_gpu_type(pod))
     return pool.airflow_pool, gpus
 
 

@@ -12,8 +12,10 @@ ml_platform.local.run_dag):
 - pod_mutation_hook: every pod Airflow creates is refused when privileged, on a hostPath or a
   host namespace; a pod that asks for `nvidia.com/gpu` but carries no way onto a GPU node (a
   KubernetesPodOperator written the textbook way) gets the tolerations and node affinity of
-  the smallest GPU pool that fits it, so it schedules instead of hanging in Pending (a
-  nodeSelector on a GPU type a pool stands in for, as on kind, is pointed at that pool's type);
+  the GPU pool that fits it (ml_platform.pools.preferred_pool: a pool of the type its
+  nodeSelector names before a stand-in, then the smallest), so it schedules instead of hanging
+  in Pending (a nodeSelector on a GPU type a pool stands in for, as on kind, is pointed at
+  that pool's type);
   a KubernetesPodOperator pod runs in the training namespace (its quota, its PodSecurity
   level, the only namespace Airflow may create pods in), as the training service account
   unless it names another; it carries the label of the pool it fits; and every pod gets what
@@ -44,6 +46,8 @@ from ml_platform.pools import (
     describe_gpu_pools,
     fitting_pools,
     gpu_request,
+    pinned_gpu_type,
+    preferred_pool,
 )
 from ml_platform.settings import PlatformConfig, Pool, platform_config
 from ml_platform.source_lines import locate_dag, locate_task
@@ -76,7 +80,7 @@ def _gpu_pool_for(pod: k8s.V1Pod, gpus: int, config: PlatformConfig) -> Pool:
             f"pod {pod.metadata.name}: no pool of environment {config.environment!r} "
             f"offers {wanted} (GPU pools: {describe_gpu_pools(config)})"
         )
-    return min(candidates, key=lambda pool: pool.gpus_per_node)
+    return preferred_pool(candidates, pinned_gpu_type(pod))
 
 
 def _add_tolerations(pod: k8s.V1Pod, pool: Pool) -> None:

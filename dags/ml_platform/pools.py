@@ -6,7 +6,7 @@ The same rules serve the container task factory, the pod_mutation_hook, the loca
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from kubernetes.client import models as k8s
 from kubernetes.utils import parse_quantity
@@ -44,10 +44,7 @@ def select_pool(config: PlatformConfig, gpus: int = 0, gpu_type: str | None = No
     candidates = [p for p in gpu_pools if not gpu_type or p.offers_gpu_type(gpu_type)]
     fitting = [p for p in candidates if p.gpus_per_node >= gpus]
     if fitting:
-        # The real type before a stand-in for it (kind), then the smallest node.
-        return min(
-            fitting, key=lambda p: (bool(gpu_type) and p.gpu_type != gpu_type, p.gpus_per_node)
-        )
+        return preferred_pool(fitting, gpu_type)
     wanted = f"{gpus} GPU(s)" + (f" of type {gpu_type!r}" if gpu_type else "")
     # Only a gpu_type the author did set can be worth leaving out.
     hint = (
@@ -59,6 +56,18 @@ def select_pool(config: PlatformConfig, gpus: int = 0, gpu_type: str | None = No
         f"no pool in environment {config.environment!r} offers {wanted} on one node "
         f"(GPU pools: {describe_gpu_pools(config)}){hint}"
     )
+
+
+def preferred_pool(pools: Sequence[Pool], gpu_type: str | None = None) -> Pool:
+    """Of the GPU pools that can run a task, the one it goes to: a pool of the `gpu_type` asked
+    for before one standing in for it (kind), then the smallest node. The one rule of
+    select_pool, of the pod_mutation_hook and of the GPU Airflow pools, so they never differ."""
+    return min(pools, key=lambda p: (bool(gpu_type) and p.gpu_type != gpu_type, p.gpus_per_node))
+
+
+def pinned_gpu_type(pod: k8s.V1Pod) -> str | None:
+    """The GPU type a pod's nodeSelector asks for (its own or one a pool stands in for)."""
+    return (pod.spec.node_selector or {}).get(GPU_TYPE_LABEL)
 
 
 def describe_gpu_pools(config: PlatformConfig) -> str:

@@ -13,7 +13,7 @@ from kubernetes.client import models as k8s
 from ml_platform.airflow_pools import DEFAULT_POOL, assign_gpu_pool, gpu_pool_slots
 from ml_platform.container import container_task
 from ml_platform.policies import schedule_gpu_pod
-from ml_platform.pools import gpu_request
+from ml_platform.pools import GPU_TYPE_LABEL, gpu_request, select_pool
 from ml_platform.settings import (
     DEFAULT_CONFIG_FILE,
     PlatformConfig,
@@ -102,6 +102,43 @@ def test_a_textbook_gpu_pod_is_pooled_once_placed():
     assert gpu_pool_slots(pod, config) is None  # no toleration yet: no pool takes it
     schedule_gpu_pod(pod, config)
     assert gpu_pool_slots(pod, config) == ("gpu-gpus", 1)
+
+
+def _real_type_beside_its_stand_in() -> PlatformConfig:
+    """kind's document with a real, larger pool of the type kind's emulated GPUs stand in for."""
+    doc = _kind_document()
+    gpu = doc["pools"][1]
+    (real_type,) = gpu["gpu"]["stands_in_for"]
+    real = copy.deepcopy(gpu)
+    real.update(name="l4x4", airflow_pool="l4-gpus")
+    real["labels"].update({"ml-platform/pool": "l4x4", GPU_TYPE_LABEL: real_type})
+    real["gpu"] = {"type": real_type, "count": 4}
+    doc["pools"].append(real)
+    doc["airflow_pools"]["l4-gpus"] = {"slots": 4, "description": "", "include_deferred": True}
+    return parse_config(doc)
+
+
+def test_a_pod_pinned_to_a_type_takes_the_real_pools_slots_as_select_pool_would():
+    """The emulated pool is smaller, but the real type comes before a stand-in for it: the
+    hook, the Airflow pool and select_pool (the factory) all choose the real pool."""
+    config = _real_type_beside_its_stand_in()
+    chosen = select_pool(config, gpus=1, gpu_type="nvidia-l4")
+    assert chosen.name == "l4x4"
+    container = k8s.V1Container(
+        name="base",
+        image="trainer",
+        resources=k8s.V1ResourceRequirements(limits={"nvidia.com/gpu": "1"}),
+    )
+    spec = k8s.V1PodSpec(containers=[container], node_selector={GPU_TYPE_LABEL: "nvidia-l4"})
+    pod = k8s.V1Pod(metadata=k8s.V1ObjectMeta(name="p"), spec=spec)
+    schedule_gpu_pod(pod, config)
+    assert pod.spec.node_selector == {GPU_TYPE_LABEL: "nvidia-l4"}  # not the stand-in's type
+    assert gpu_pool_slots(pod, config) == (chosen.airflow_pool, 1)
+    task = container_task("fit", image="trainer", gpus=1, gpu_type="nvidia-l4", config=config)
+    assert assign_gpu_pool(task, task.build_pod_request_obj(dry_run=True), config) == (
+        "l4-gpus",
+        1,
+    )
 
 
 @pytest.mark.parametrize(
