@@ -145,28 +145,37 @@ def read_xcom_with(reader: XComReader) -> None:
     _read_xcom = reader
 
 
+def _email_kwargs(channel: EmailChannel, subject: str, html_text: str) -> dict[str, Any]:
+    """SmtpNotifier's arguments: the text (already HTML) as a preformatted body."""
+    return {
+        "to": list(channel.to),
+        "from_email": channel.from_email,
+        "subject": subject,
+        "html_content": f"<pre>{html_text}</pre>",
+        "smtp_conn_id": channel.conn_id,
+    }
+
+
+def _slack_kwargs(channel: SlackChannel, subject: str, text: str) -> dict[str, Any]:
+    """SlackNotifier's arguments: the subject in bold over the text as a code block."""
+    return {
+        "slack_conn_id": channel.conn_id,
+        "channel": channel.channel,
+        "text": f"*{subject}*\n```{text}```",
+        "username": "ml-platform",
+    }
+
+
 def _email(channel: EmailChannel, message: Message) -> BaseNotifier:
     from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
-    body = f"<pre>{html.escape(message.text)}</pre>"
-    return SmtpNotifier(
-        to=list(channel.to),
-        from_email=channel.from_email,
-        subject=message.subject,
-        html_content=body,
-        smtp_conn_id=channel.conn_id,
-    )
+    return SmtpNotifier(**_email_kwargs(channel, message.subject, html.escape(message.text)))
 
 
 def _slack(channel: SlackChannel, message: Message) -> BaseNotifier:
     from airflow.providers.slack.notifications.slack import SlackNotifier
 
-    return SlackNotifier(
-        slack_conn_id=channel.conn_id,
-        channel=channel.channel,
-        text=f"*{message.subject}*\n```{message.text}```",
-        username="ml-platform",
-    )
+    return SlackNotifier(**_slack_kwargs(channel, message.subject, message.text))
 
 
 def deliver(
@@ -300,23 +309,11 @@ def run_deadline(interval: timedelta, config: PlatformConfig | None = None) -> l
     notifications = config.notifications
     alerts = []
     if notifications.email:
-        email = notifications.email
-        kwargs = {
-            "to": list(email.to),
-            "from_email": email.from_email,
-            "subject": subject,
-            "html_content": f"<pre>{text}</pre>",
-            "smtp_conn_id": email.conn_id,
-        }
+        # Not escaped: a Jinja template, whose rendered values escaping would not reach.
+        kwargs = _email_kwargs(notifications.email, subject, text)
         alerts.append(_alert(SMTP_NOTIFIER, kwargs, interval, "email"))
     if notifications.slack:
-        slack = notifications.slack
-        kwargs = {
-            "slack_conn_id": slack.conn_id,
-            "channel": slack.channel,
-            "text": f"*{subject}*\n```{text}```",
-            "username": "ml-platform",
-        }
+        kwargs = _slack_kwargs(notifications.slack, subject, text)
         alerts.append(_alert(SLACK_NOTIFIER, kwargs, interval, "slack"))
     return alerts
 

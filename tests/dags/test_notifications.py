@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from airflow.sdk.definitions.deadline import DagRunQueuedAtDeadline
+from airflow.sdk.module_loading import import_string
 
 from ml_contract import load_spec
 from ml_platform.local.notifications import (
@@ -28,9 +29,13 @@ from ml_platform.local.notifications import (
 )
 from ml_platform.notifications import (
     SMTP_NOTIFIER,
+    Message,
     RunEndNotifier,
     TaskFailureNotifier,
+    _email,
+    _slack,
     one_line,
+    run_deadline,
 )
 from ml_platform.settings import DEFAULT_CONFIG_FILE, PlatformConfigError, parse_config
 from ml_platform.training_dag import training_dag
@@ -141,6 +146,29 @@ def test_the_deadline_callback_delivers_as_the_triggerer_runs_it(tmp_path: Path)
     text = body.get_payload(decode=True).decode()
     assert "run:      scheduled__2026-11-03" in text
     assert "deadline: 2026-11-03 06:30:00+00:00 (30 minutes after queued)" in text
+
+
+def test_a_deadline_alert_sets_up_its_channel_as_a_run_time_message_does() -> None:
+    """The triggerer builds each channel's notifier from its alert's kwargs: the same
+    recipients, sender, connections and layout as the messages sent at run time."""
+    config = parse_config(
+        _config({**local_notifications(), "slack": {"channel": "#ml", "conn_id": "slack"}})
+    )
+    email_alert, slack_alert = run_deadline(timedelta(hours=1), config)
+    message = Message("[ml-platform kind] d: run failed", ("dag:      d",))
+    channels = config.notifications
+    pairs = [
+        (email_alert, _email(channels.email, message), ("to", "from_email", "smtp_conn_id")),
+        (slack_alert, _slack(channels.slack, message), ("channel", "slack_conn_id", "username")),
+    ]
+    for alert, at_run_time, fields in pairs:
+        notifier = import_string(alert.callback.path)(**alert.callback.kwargs)
+        assert type(notifier) is type(at_run_time)
+        for field in fields:
+            assert getattr(notifier, field) == getattr(at_run_time, field), field
+    assert email_alert.callback.kwargs["html_content"].startswith("<pre>dag:      {{")
+    assert slack_alert.callback.kwargs["text"].startswith("*[ml-platform kind] {{ dag_run")
+    assert slack_alert.callback.kwargs["text"].endswith("```")
 
 
 def test_the_reason_is_the_last_line_of_the_error() -> None:
