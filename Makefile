@@ -79,8 +79,8 @@ up: setup ## the platform on this machine: Airflow UI/API, scheduler, triggerer 
 down: ## stop everything `make up` started, by PID; the data stays in LOCAL_DIR
 	@if test -x $(BIN)/python; then $(STACK) down; else echo "down: no $(VENV): nothing was started"; fi
 
-e2e-local: setup ## end-to-end tests on the platform on this machine (own LOCAL_DIR, free ports)
-	ML_PLATFORM_E2E_LOCAL=1 $(BIN)/pytest tests/local_platform -rs -o log_cli=true \
+e2e-local: setup ## the e2e suite (tests/e2e) on the platform on this machine (own LOCAL_DIR, free ports)
+	E2E_TARGET=local E2E_REQUIRED=1 $(BIN)/pytest tests/e2e -m e2e -rs -o log_cli=true \
 	  --log-cli-level=INFO
 
 # The kind path (docs/kind.md): a local cluster running the kind stack, the platform images,
@@ -95,8 +95,8 @@ images: setup ## build the platform images (CPU) and every team image, and load 
 deploy: setup ## pulumi up one stack: ENV=kind (local state in .local/kind) or ENV=dev|prod
 	infra/deploy.sh "$(ENV)"
 
-e2e: setup ## end-to-end tests on the kind stack (after kind-up, images, deploy ENV=kind)
-	E2E_REQUIRED=1 $(BIN)/pytest tests/e2e -m e2e -rs -o log_cli=true --log-cli-level=INFO
+e2e: setup ## the e2e suite (tests/e2e) on the kind stack (after kind-up, images, deploy ENV=kind)
+	E2E_TARGET=kind E2E_REQUIRED=1 $(BIN)/pytest tests/e2e -m e2e -rs -o log_cli=true --log-cli-level=INFO
 
 kind-down: setup ## delete the kind cluster and the kind stack's local state
 	infra/kind/down.sh

@@ -1,14 +1,15 @@
-"""The kind e2e tests: they run against the kind stack, or are skipped with one line saying why.
+"""The e2e suite's target, picked by E2E_TARGET, or one line saying why the tests cannot run.
 
-Whether they can run is checked once, when this conftest is imported (tests.e2e.preflight:
-the tools, a Docker engine, the kind cluster, the deployed kind stack). With a gap, every test
-under tests/e2e is skipped with that line as the reason, so `make test` (plain `pytest`)
-collects and reports them as skipped. `make e2e` sets E2E_REQUIRED=1: the same line then
-fails them, so a job meant to run them can never pass on skips.
+- `kind` (the default; `make e2e`): the kind stack. Whether it can run is checked once, when
+  this conftest is imported (tests.e2e.preflight: the tools, a Docker engine, the kind
+  cluster, the deployed kind stack).
+- `local` (`make e2e-local`): the platform on this machine, brought up by the session with
+  `make up` in a LOCAL_DIR of its own and taken down at its end (tests.e2e.local_target).
 
-Fixtures reach the stack the way a user does: the kubeconfig context of the kind stack, the
-admin credentials from the stack's outputs and from the Secrets the pods use, and
-`kubectl port-forward` to the Services of Airflow, MLflow and the object store.
+With a gap, every test under tests/e2e is skipped with that line as the reason, so `make test`
+(plain `pytest`) collects and reports them as skipped. `make e2e` and `make e2e-local` set
+E2E_REQUIRED=1: the same line then fails them, so a job meant to run them can never pass on
+skips.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,49 +35,43 @@ if "airflow" not in sys.modules:
 import pytest  # noqa: E402
 
 from infra.kind import kind_platform  # noqa: E402
-from ml_platform.local.airflow_client import AirflowClient  # noqa: E402
-from ml_platform.model_specs import PLATFORM_TEAM  # noqa: E402
 from tests.e2e import preflight  # noqa: E402
-from tests.e2e.stack import Kind, Mlflow, Store  # noqa: E402
+from tests.e2e.target import Target  # noqa: E402
 
 E2E_DIR = Path(__file__).resolve().parent
+TARGETS = ("kind", "local")
+TARGET = os.environ.get("E2E_TARGET") or "kind"
 REQUIRED = os.environ.get("E2E_REQUIRED") == "1"
-PREFLIGHT = preflight.result()
+MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 
 log = logging.getLogger("e2e")
 
 
+def _blocker() -> str | None:
+    if TARGET not in TARGETS:
+        return f"E2E_TARGET={TARGET!r}: the e2e targets are {', '.join(TARGETS)}"
+    if TARGET == "kind":
+        return preflight.result().blocker
+    return None  # the local target's own gaps (no PostgreSQL) fail its session fixture
+
+
+BLOCKER = _blocker()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if PREFLIGHT.blocker is None or REQUIRED:
+    if BLOCKER is None or REQUIRED:
         return
-    skip = pytest.mark.skip(reason=PREFLIGHT.blocker)
+    skip = pytest.mark.skip(reason=BLOCKER)
     for item in items:
         if E2E_DIR in item.path.parents:
             item.add_marker(skip)
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _stack_is_up() -> None:
+def _target_is_up() -> None:
     """Reached with a gap only under E2E_REQUIRED=1 (else the tests were skipped)."""
-    if PREFLIGHT.blocker is not None:
-        pytest.fail(f"E2E_REQUIRED=1 but {PREFLIGHT.blocker}", pytrace=False)
-
-
-@pytest.fixture(scope="session")
-def kind() -> Kind:
-    from kubernetes import client, config
-
-    context = kind_platform.kube_context()
-    api = config.new_client_from_config(context=context)
-    return Kind(
-        context=context,
-        core=client.CoreV1Api(api),
-        apps=client.AppsV1Api(api),
-        platform=kind_platform.platform_document(),
-        stack=kind_platform.stack_config(),
-        services=kind_platform.services(),
-        outputs=PREFLIGHT.outputs,
-    )
+    if BLOCKER is not None:
+        pytest.fail(f"E2E_REQUIRED=1 but {BLOCKER}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -85,45 +81,27 @@ def session_id() -> str:
 
 
 @pytest.fixture(scope="session")
-def artifacts(session_id: str) -> Path:
-    """Where the session leaves task logs and poller logs (collected by CI on failure)."""
-    path = kind_platform.E2E_ARTIFACTS_DIR / session_id
-    path.mkdir(parents=True, exist_ok=True)
-    log.info("e2e artifacts: %s", path)
-    return path
+def target(session_id: str) -> Iterator[Target]:
+    saved = {key: os.environ.get(key) for key in MLFLOW_ENV}
+    try:
+        if TARGET == "kind":
+            from tests.e2e.kind_target import KindTarget, connect
 
-
-@pytest.fixture(scope="session")
-def airflow(kind: Kind) -> Iterator[AirflowClient]:
-    with kind.port_forward("airflow") as forward:
-        # The forward's URL may change (a restarted port-forward): asked at every request.
-        yield AirflowClient(
-            lambda: forward.url,
-            kind.outputs["airflow_admin_user"],
-            kind.outputs["airflow_admin_password"],
-        )
-
-
-@pytest.fixture(scope="session")
-def cluster_mlflow(kind: Kind) -> Iterator[Mlflow]:
-    # The admin sees every team's runs and models (the pods get their team's login only).
-    credentials = {
-        "MLFLOW_TRACKING_USERNAME": kind.outputs["mlflow_admin_user"],
-        "MLFLOW_TRACKING_PASSWORD": kind.outputs["mlflow_admin_password"],
-    }
-    saved = {key: os.environ.get(key) for key in [*credentials, "MLFLOW_TRACKING_URI"]}
-    with kind.port_forward("mlflow") as forward:
-        yield Mlflow(forward, credentials)
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
+            # Task logs and poller logs of the session (collected by CI on failure).
+            artifacts = kind_platform.E2E_ARTIFACTS_DIR / session_id
+            artifacts.mkdir(parents=True, exist_ok=True)
+            log.info("e2e artifacts: %s", artifacts)
+            with ExitStack() as stack:
+                yield KindTarget(connect(preflight.result().outputs), artifacts, stack)
         else:
-            os.environ[key] = value
+            from tests.e2e.local_target import start
 
-
-@pytest.fixture(scope="session")
-def store(kind: Kind) -> Iterator[Store]:
-    # The platform team's key: the e2e data lands in its daily/ folder.
-    credentials = kind.secret("training", kind.platform.teams[PLATFORM_TEAM].storage_secret)
-    with kind.port_forward("storage") as forward:
-        yield Store(forward, credentials)
+            with start() as local:
+                log.info("e2e artifacts: %s", local.artifacts)
+                yield local
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -1,8 +1,7 @@
-"""What the e2e scenarios check, whatever runs the platform: kind (tests/e2e) or the platform
-on one machine (tests/local_platform). Each target reaches its runs, MLflow and model server
-its own way (port-forwards and pods, or 127.0.0.1) and hands what it read to these helpers:
-the bad partition, the failing model, and the verdicts on a run's task states, its logs and a
-polling client's records.
+"""Target-independent pieces of the e2e suite (test_e2e_pipeline.py): the bad partition, the
+failing model, and the verdicts on a run's task states, its logs and a polling client's
+records. Each target (tests.e2e.target) reaches runs, MLflow and the model server its own way
+(port-forwards and pods on kind, 127.0.0.1 locally) and these read what it got.
 """
 
 from __future__ import annotations

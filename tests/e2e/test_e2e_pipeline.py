@@ -1,67 +1,50 @@
-"""The whole platform on kind, driven as its users drive it.
+"""The whole platform, driven as its users drive it, on either target (tests.e2e.target):
+the kind stack (`make e2e`) or the platform on this machine (`make e2e-local`).
 
-Data goes into the in-cluster object store, the training DAG is triggered through Airflow's
-REST API with a small sweep, and what the run left behind is read from where it really lives:
-the Kubernetes API (which node each pod was bound to, recorded by a watch while the run went
-on, since container tasks delete their pods), MLflow (runs, registry, aliases), the model
-server's Deployment and the server itself. The tests run in file order and build on each
-other (one model per session):
+Data goes where the DAG reads it, the training DAG is triggered through Airflow's REST API
+with a small sweep, and what the run left behind is read from where it really lives: MLflow
+(runs, registry, aliases), the model server, Airflow's API, and where each pod went (on kind
+the node it was bound to; locally the pod spec the runtime built and checked). The tests run
+in file order and build on each other (one model per session):
 
-1. the nodes are the stack's pools (labels, taints, emulated GPUs, room for the tasks);
-2. a first run succeeds, every GPU pod ran on the GPU pool and every CPU pod off it;
+1. (kind) the nodes are the stack's pools (labels, taints, emulated GPUs, room for the tasks);
+2. a run triggered before its data lands: the partition sensor defers to the triggerer,
+   resumes when the data lands, and the run succeeds, every pod on its pool;
 3. MLflow holds one run per combination and `champion` is the best of them;
-4. the model server in the serving namespace answers with that version;
+4. the model server answers with that version;
 5. a second run on the same data trains again but skips deployment;
 6. a bad partition fails the run at validation and changes neither champion nor server;
-7. a deploy whose smoke test fails is rolled back while a client inside the cluster polls the
-   Service, and not one of its requests fails.
+7. a deploy whose model cannot answer is rolled back while a client polls the endpoint, and
+   not one of its requests fails;
+8. the drift monitor, on a drifted day, triggers the training DAG through the scheduler;
+9. the UI answers, the API wants a login, the airflow CLI sees the platform's DAGs.
 """
 
 from __future__ import annotations
 
-import io
 import logging
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from itertools import product
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import pytest
-from kubernetes.utils import parse_quantity
+import requests
 
 from infra.kind import kind_platform
 from ml_platform.local.airflow_client import AirflowClient, task_label
-from tests.e2e.pod_recorder import PodRecord, PodRecorder
-from tests.e2e.port_forward import PortForward
 from tests.e2e.scenarios import (
     assert_deploy_skipped,
     assert_failed_at_validation,
     assert_no_failed_request,
-    break_contract,
     failure_report,
     log_failing_model,
+    training_runs,
 )
-from tests.e2e.scenarios import (
-    training_runs as runs_of,
-)
-from tests.e2e.serving import (
-    ask_server,
-    deploy_pod,
-    poll_records,
-    poller_pod,
-    serving_state,
-    wait_for_log,
-    wait_for_pod_end,
-)
-from tests.e2e.stack import Kind, Mlflow, Store
+from tests.e2e.serving import ask_server
+from tests.e2e.target import Run, Serving, Target, task_logs_kept
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
 
@@ -69,31 +52,27 @@ log = logging.getLogger("e2e")
 
 DAG_ID = "ml_training_pipeline"
 DAG_FILE = "ml_training_pipeline.py"
+MONITOR = "ml_drift_monitor"
 E2E_RUN_PREFIX = "e2e-"
 # A small sweep: two combinations, a few epochs. min_metric is low on purpose: the test is
-# about the platform, not about how good five epochs make the model.
+# about the platform, not about how good three epochs make the model.
 SWEEP = {
     "learning_rates": [0.003, 0.01],
     "batch_sizes": [128],
     "hidden_sizes": ["32"],
     "optimizers": ["adam"],
     "dropouts": [0.1],
-    "epochs": 5,
+    "epochs": 3,
     "metric": "roc_auc",
     "min_metric": 0.55,
-    "min_improvement": 0.005,
+    "min_improvement": 0.005,  # the same data again trains no better model: no deploy
 }
 AXES = ("learning_rates", "batch_sizes", "hidden_sizes", "optimizers", "dropouts")
 COMBINATIONS = len(list(product(*(SWEEP[axis] for axis in AXES))))
-ROWS = 4000
-DAG_PARSE_TIMEOUT_S = 600
-RUN_TIMEOUT_S = 2400
-FAILED_RUN_TIMEOUT_S = 900
-GENERATE_TIMEOUT_S = 300
-DEPLOY_TIMEOUT_S = 300  # the deployer's readiness timeout for the failing deploy
-POLL_WARMUP_S = 180  # until the poller has answers from the champion
-POLL_WARMUP_ANSWERS = 10
-POLL_AFTER_S = 10  # the poller keeps going this long after the failed deploy ended
+CATCH_UP_WAIT_S = 30  # for the run the scheduler creates when a DAG is unpaused
+MONITOR_TIMEOUT_S = 900
+SCHEDULED_TIMEOUT_S = 300
+WARMUP_ANSWERS = 10  # the poller's answers from the champion before the failing deploy
 
 
 # --- the session's scenario ------------------------------------------------------------
@@ -102,12 +81,26 @@ POLL_AFTER_S = 10  # the poller keeps going this long after the failed deploy en
 @dataclass(frozen=True)
 class Scenario:
     model_name: str
-    good_ds: str
-    bad_ds: str
     first_logical: datetime
-    second_logical: datetime
-    bad_logical: datetime
     session_id: str
+
+    @property
+    def good_ds(self) -> str:
+        return self.first_logical.date().isoformat()
+
+    @property
+    def second_logical(self) -> datetime:
+        """One second after the first: the same `ds`, the same data."""
+        return self.first_logical + timedelta(seconds=1)
+
+    @property
+    def bad_logical(self) -> datetime:
+        return self.first_logical - timedelta(days=1)
+
+    @property
+    def drift_logical(self) -> datetime:
+        midnight = self.first_logical.replace(hour=0, minute=0, second=0)
+        return midnight - timedelta(days=2)
 
     @property
     def conf(self) -> dict[str, Any]:
@@ -123,139 +116,108 @@ class Scenario:
 
 @pytest.fixture(scope="module")
 def scenario(session_id: str) -> Scenario:
-    # Logical dates are unique per DAG: the time of day makes them unique per session; the
-    # second run is one second after the first, on the same day (the same `ds`, the same data).
+    # Logical dates are unique per DAG: the time of day makes them unique per session.
     now = datetime.now(UTC).replace(microsecond=0)
     midnight = now.replace(hour=0, minute=0, second=0)
     first = midnight + timedelta(seconds=min((now - midnight).seconds, 86_000))
-    bad = first - timedelta(days=1)
-    return Scenario(
-        model_name=f"e2e-churn-{session_id}",
-        good_ds=first.date().isoformat(),
-        bad_ds=bad.date().isoformat(),
-        first_logical=first,
-        second_logical=first + timedelta(seconds=1),
-        bad_logical=bad,
-        session_id=session_id,
-    )
+    return Scenario(f"e2e-churn-{session_id}", first, session_id)
 
 
 # --- helpers ----------------------------------------------------------------------------
 
 
 @cache
-def _dag_bag() -> Any:
+def dag_gpu_tasks() -> dict[str, int]:
+    """Container task -> the GPUs its pod asks for, from the DAG itself (platform library)."""
     from airflow.dag_processing.dagbag import DagBag
+
+    from ml_platform import inspection
 
     bag = DagBag(dag_folder=str(kind_platform.DAGS_DIR))
     assert DAG_ID in bag.dags, f"{DAG_ID} does not parse on the host: {bag.import_errors}"
-    return bag
-
-
-def dag_gpu_tasks() -> dict[str, int]:
-    """Container task -> the GPUs its pod asks for, from the DAG itself (platform library)."""
-    from ml_platform import inspection
-
     return {
         task_id: sum(
             int(((c.resources and c.resources.limits) or {}).get("nvidia.com/gpu", 0))
             for c in pod.spec.containers
         )
-        for dag_id, task_id, pod in inspection.dag_pods(_dag_bag())
+        for dag_id, task_id, pod in inspection.dag_pods(bag)
         if dag_id == DAG_ID
     }
 
 
-def pool_nodes(kind: Kind) -> dict[str, set[str]]:
-    """Pool -> the nodes that carry the pool's labels, as the cluster says."""
-    nodes = {}
-    for pool in kind.platform.pools:
-        selector = ",".join(f"{key}={value}" for key, value in pool.labels.items())
-        found = kind.core.list_node(label_selector=selector, _request_timeout=30).items
-        nodes[pool.name] = {node.metadata.name for node in found}
-    return nodes
-
-
-def gpu_nodes(kind: Kind) -> set[str]:
-    by_pool = pool_nodes(kind)
-    return {node for pool in kind.platform.pools if pool.has_gpus for node in by_pool[pool.name]}
-
-
-def _safe_label(value: str) -> str:
-    from airflow.providers.cncf.kubernetes.pod_generator import make_safe_label_value
-
-    return make_safe_label_value(value)
-
-
-@dataclass
-class Run:
-    run_id: str
-    state: str
-    tasks: dict[str, str]  # task label (task_id or task_id[map_index]) -> state
-    pods: dict[str, PodRecord]
-    gaps: int
-    watch_errors: list[str]
-    logs: dict[str, str]  # task label -> its last try's log
-
-    def failure_report(self) -> str:
-        return failure_report(self.run_id, self.state, self.tasks, self.logs)
-
-
-def _clear_the_slot(airflow: AirflowClient, own_prefix: str) -> None:
+def clear_the_slot(airflow: AirflowClient, dag_id: str, own_prefix: str) -> None:
     """The DAG allows one active run. Unpausing it makes the scheduler start the latest
     scheduled interval, which would hold that slot for hours waiting for a partition nobody
     uploads, and an interrupted e2e session may have left a run behind: those are failed (with
     a note saying why). Anyone else's run stops the test instead of being touched."""
-    for run in airflow.active_runs(DAG_ID):
+    for run in airflow.active_runs(dag_id):
         run_id = run["dag_run_id"]
         if run_id.startswith(own_prefix):
             continue
         if run["run_type"] != "scheduled" and not run_id.startswith(E2E_RUN_PREFIX):
             raise AssertionError(
-                f"{DAG_ID} run {run['dag_run_id']} ({run['run_type']}) is active: the DAG "
-                "runs one at a time, wait for it to finish or fail it, then run make e2e again"
+                f"{dag_id} run {run_id} ({run['run_type']}) is active: the DAG runs one at a "
+                "time; wait for it to finish or fail it, then run the e2e tests again"
             )
         log.warning("failing run %s (%s): it would block the e2e runs", run_id, run["run_type"])
         airflow.fail_run(
-            DAG_ID,
+            dag_id,
             run_id,
-            "failed by the kind e2e tests: the DAG runs one run at a time, and this run (a "
-            "scheduled interval waiting for its partition, or an interrupted e2e session's) "
-            "would hold that slot",
+            "failed by the e2e tests: the DAG runs one run at a time, and this run (a scheduled "
+            "interval waiting for its partition, or an interrupted e2e session's) would hold "
+            "that slot",
         )
 
 
-def run_dag(
-    kind: Kind,
-    airflow: AirflowClient,
-    artifacts: Path,
-    run_id: str,
-    logical_date: datetime,
-    conf: dict[str, Any],
-    timeout_s: float,
-    own_prefix: str,
-) -> Run:
-    """Trigger one run, wait for its end while recording its pods, keep its task logs."""
-    assert _safe_label(run_id) == run_id, f"run id {run_id!r} is not a valid label value"
-    selector = f"dag_id={_safe_label(DAG_ID)},run_id={run_id}"
-    finished = False
+def unpause(target: Target, dag_id: str, own_prefix: str, dag_file: str | None = None) -> None:
+    """Parsed, unpaused, and the catch-up run the scheduler creates then failed."""
+    airflow = target.airflow
+    airflow.wait_for_dag(dag_id, target.parse_timeout_s, poll_s=5, dag_file=dag_file)
+    airflow.unpause(dag_id)
+
+    def caught_up() -> bool:
+        return any(r["run_type"] == "scheduled" for r in airflow.dag_runs(dag_id))
+
     try:
-        with PodRecorder(kind.core, kind.namespace("training"), selector) as recorder:
+        airflow.wait_until(f"{dag_id}'s catch-up run", caught_up, CATCH_UP_WAIT_S)
+    except Exception as exc:
+        log.info("%s: %s (a catch-up run may exist from before)", dag_id, exc)
+    clear_the_slot(airflow, dag_id, own_prefix)
+
+
+def run_dag(
+    target: Target,
+    scenario: Scenario,
+    what: str,
+    logical_date: datetime,
+    timeout_s: float,
+    after_trigger: Callable[[str], None] | None = None,
+) -> Run:
+    """Trigger one run, wait for its end while the target watches its pods, keep its task
+    logs under the session's artifacts."""
+    airflow, run_id = target.airflow, scenario.run_id(what)
+    finished = False
+    instances: list[dict[str, Any]] = []
+    logs: dict[str, str] = {}
+    state = "unknown"
+    try:
+        with target.watch(DAG_ID, run_id) as watch:
 
             def check() -> None:
-                _clear_the_slot(airflow, own_prefix)
-                problems = recorder.image_problems()
-                if problems:
-                    raise AssertionError(
-                        f"pods cannot get their image (run `make images`): {problems}"
-                    )
+                clear_the_slot(airflow, DAG_ID, scenario.run_prefix)
+                watch.on_poll()
 
-            airflow.trigger(DAG_ID, conf, logical_date=logical_date, run_id=run_id)
-            state = airflow.wait_for_run(DAG_ID, run_id, timeout_s, poll_s=15, on_poll=check)
+            airflow.trigger(DAG_ID, scenario.conf, logical_date=logical_date, run_id=run_id)
+            if after_trigger is not None:
+                after_trigger(run_id)
+            state = airflow.wait_for_run(
+                DAG_ID, run_id, timeout_s, poll_s=target.poll_s, on_poll=check
+            )
         finished = True
     finally:
         try:
-            instances, logs = _keep_task_logs(airflow, artifacts, run_id)
+            instances, logs = task_logs_kept(airflow, DAG_ID, run_id, target.artifacts / run_id)
+            log.info("task logs of %s: %s", run_id, target.artifacts / run_id)
         except Exception as exc:
             if finished:
                 raise
@@ -265,255 +227,145 @@ def run_dag(
         run_id=run_id,
         state=state,
         tasks={task_label(ti): ti["state"] for ti in instances},
-        pods=dict(recorder.pods),
-        gaps=recorder.gaps,
-        watch_errors=list(recorder.errors),
         logs=logs,
+        instances=instances,
+        placement=watch.placement(),
     )
 
 
-def _keep_task_logs(
-    airflow: AirflowClient, artifacts: Path, run_id: str
-) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """Every try's log of the run's task instances, written under the artifacts folder."""
-    instances = airflow.task_instances(DAG_ID, run_id)
-    logs = {}
-    folder = artifacts / run_id
-    folder.mkdir(parents=True, exist_ok=True)
-    for ti in instances:
-        for attempt in range(1, (ti["try_number"] or 0) + 1):
-            text = airflow.task_log(DAG_ID, run_id, ti["task_id"], attempt, ti["map_index"])
-            (folder / f"{task_label(ti)}.try{attempt}.log").write_text(text)
-            logs[task_label(ti)] = text
-    log.info("task logs of %s: %s", run_id, folder)
-    return instances, logs
+def report(run: Run) -> str:
+    return failure_report(run.run_id, run.state, run.tasks, run.logs)
 
 
-def assert_pods_on_their_pools(kind: Kind, run: Run) -> None:
-    """Every pod that asked for a GPU ran on the GPU pool, every other pod off it, and every
-    container task that ran had its pod recorded (so the check cannot pass on an empty record)."""
-    assert run.gaps == 0, f"the pod watch expired {run.gaps} time(s): a pod may be missing"
-    gpu = gpu_nodes(kind)
-    assert gpu, "no node carries the GPU pool's labels"
-    expected_gpus = dag_gpu_tasks()
-    problems = []
-    for pod in run.pods.values():
-        where = f"pod {pod.name} ({pod.task_id}, {pod.gpus} GPU)"
-        if pod.node is None:
-            problems.append(f"{where} was never bound to a node")
-        elif pod.gpus and pod.node not in gpu:
-            problems.append(f"{where} ran on {pod.node}, not on the GPU pool {sorted(gpu)}")
-        elif not pod.gpus and pod.node in gpu:
-            problems.append(f"{where} ran on GPU node {pod.node}")
-        if pod.task_id in expected_gpus and pod.gpus != expected_gpus[pod.task_id]:
-            problems.append(f"{where}: the DAG's pod asks for {expected_gpus[pod.task_id]} GPU")
-    ran = {
-        label
-        for label, state in run.tasks.items()
-        if state in ("success", "failed") and label.split("[")[0] in expected_gpus
-    }
-    recorded = {
-        pod.task_id
-        if "map_index" not in pod.labels
-        else f"{pod.task_id}[{pod.labels['map_index']}]"
-        for pod in run.pods.values()
-    }
-    problems += [f"task {label} ran but no pod of it was seen" for label in sorted(ran - recorded)]
-    assert not problems, "\n".join(problems) + f"\nwatch errors: {run.watch_errors}"
+def assert_pods_on_their_pools(target: Target, run: Run) -> None:
+    problems = target.placement_problems(run, dag_gpu_tasks())
+    assert not problems, "\n".join(problems)
 
 
-def upload_partition(kind: Kind, store: Store, ds: str) -> str:
-    """A day of data, written into the store by the trainer's own `generate`."""
-    uri = f"{kind.platform.datasets_uri}/daily/{ds}"
-    log.info("generating %d rows for %s into %s", ROWS, ds, uri)
-    done = subprocess.run(
-        [sys.executable, "-m", "trainer", "generate", "--date", ds, "--output-uri", uri]
-        + ["--rows", str(ROWS)],
-        env={**os.environ, **store.env()},
-        capture_output=True,
-        text=True,
-        timeout=GENERATE_TIMEOUT_S,
-    )
-    assert done.returncode == 0, f"trainer generate failed:\n{done.stderr}"
-    return uri
+def champion(target: Target, model_name: str) -> Any:
+    return target.mlflow().get_model_version_by_alias(model_name, "champion")
 
 
-def upload_bad_partition(kind: Kind, store: Store, ds: str, scratch: Path) -> str:
-    """A partition whose `age` column breaks the schema's range, put with boto3."""
-    import pandas as pd
-
-    local = scratch / ds
-    done = subprocess.run(
-        [sys.executable, "-m", "trainer", "generate", "--date", ds, "--output-uri", str(local)]
-        + ["--rows", str(ROWS)],
-        capture_output=True,
-        text=True,
-        timeout=GENERATE_TIMEOUT_S,
-    )
-    assert done.returncode == 0, f"trainer generate failed:\n{done.stderr}"
-    frame = break_contract(pd.read_parquet(local / "data.parquet"))
-    body = io.BytesIO()
-    frame.to_parquet(body, index=False)
-    parsed = urlparse(kind.platform.datasets_uri)
-    bucket, root = parsed.netloc, parsed.path.strip("/")
-    prefix = "/".join(part for part in (root, "daily", ds) if part) + "/"
-    s3 = store.client()
-    for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
-        if item["Key"].endswith(".parquet"):
-            s3.delete_object(Bucket=bucket, Key=item["Key"])
-    s3.put_object(Bucket=bucket, Key=prefix + "data.parquet", Body=body.getvalue())
-    log.info("uploaded a bad partition to s3://%s/%s", bucket, prefix)
-    return f"s3://{bucket}/{prefix}"
-
-
-def champion(cluster_mlflow: Mlflow, model_name: str) -> Any:
-    return cluster_mlflow.client().get_model_version_by_alias(model_name, "champion")
-
-
-def _serving(kind: Kind, model_name: str) -> Any:
-    from deployer.manifests import VERSION_LABEL, resource_name
-
-    return serving_state(
-        kind.apps, kind.namespace("serving"), resource_name(model_name), VERSION_LABEL
-    )
-
-
-def ask_model_server(kind: Kind, cluster_mlflow: Mlflow, model_name: str, version: str) -> Any:
-    """/version and a prediction from the model's Service, with the model's input example."""
-    from deployer.manifests import SERVICE_PORT, resource_name
+def ask_model_server(target: Target, model_name: str, version: str) -> Any:
+    """/version and a prediction from the model's endpoint, with the model's input example."""
     from deployer.smoke import smoke_request
 
-    cluster_mlflow.client()  # MLflow's env for the artifact download
+    target.mlflow()  # MLflow's env for the artifact download
     request = smoke_request(f"models:/{model_name}/{version}")
-    forward = PortForward(
-        kind.context, kind.namespace("serving"), f"svc/{resource_name(model_name)}", SERVICE_PORT
-    )
-    with forward:
-        answer, predictions = ask_server(forward.url, request.payload)
+    with target.endpoint(model_name) as url:
+        answer, predictions = ask_server(url, request.payload)
     return answer, predictions, request.rows
 
 
-def training_runs(cluster_mlflow: Mlflow, model_name: str, run_id: str) -> list[Any]:
-    """The MLflow runs a DAG run's train tasks left (tries a retry superseded left out)."""
-    return runs_of(cluster_mlflow.client(), model_name, run_id)
+def assert_serves(target: Target, model_name: str, version: str) -> None:
+    state = target.serving(model_name)
+    assert state.version == version and state.available >= 1, state
+    answer, _, _ = ask_model_server(target, model_name, version)
+    assert (answer["model_name"], answer["model_version"]) == (model_name, version), answer
 
 
 # --- the runs (module fixtures: each test reads what one run left) ------------------------
 
 
 @pytest.fixture(scope="module")
-def dag_ready(airflow: AirflowClient, scenario: Scenario) -> None:
-    airflow.wait_for_dag(DAG_ID, DAG_PARSE_TIMEOUT_S, poll_s=10, dag_file=DAG_FILE)
-    airflow.unpause(DAG_ID)
-    _clear_the_slot(airflow, scenario.run_prefix)
+def dag_ready(target: Target, scenario: Scenario) -> None:
+    unpause(target, DAG_ID, scenario.run_prefix, DAG_FILE)
+
+
+@dataclass
+class FirstRun:
+    run: Run
+    deferred: dict[str, Any]  # the sensor's task instance while it was deferred
 
 
 @pytest.fixture(scope="module")
-def first_run(
-    kind: Kind, airflow: AirflowClient, store: Store, artifacts: Path, scenario: Scenario, dag_ready
-) -> Run:
-    upload_partition(kind, store, scenario.good_ds)
-    return run_dag(
-        kind,
-        airflow,
-        artifacts,
-        scenario.run_id("first"),
+def first_run(target: Target, scenario: Scenario, dag_ready: None) -> FirstRun:
+    """Triggered before its partition exists: the sensor defers, the data lands, it resumes."""
+    deferred: dict[str, Any] = {}
+
+    def land_data_once_deferred(run_id: str) -> None:
+        def handed_to_triggerer() -> bool:
+            found = [
+                ti
+                for ti in target.airflow.task_instances(DAG_ID, run_id)
+                if ti["task_id"] == "wait_for_data"
+            ]
+            ti = found[0] if found else {}
+            if ti.get("state") == "deferred" and (ti.get("trigger") or {}).get("triggerer_id"):
+                deferred.update(ti)
+                return True
+            return False
+
+        target.airflow.wait_until(
+            "wait_for_data deferred to the triggerer", handed_to_triggerer, target.defer_timeout_s
+        )
+        log.info("wait_for_data deferred; the data lands now")
+        target.put_partition(scenario.good_ds)
+
+    run = run_dag(
+        target,
+        scenario,
+        "first",
         scenario.first_logical,
-        scenario.conf,
-        RUN_TIMEOUT_S,
-        scenario.run_prefix,
+        target.run_timeout_s,
+        land_data_once_deferred,
     )
+    return FirstRun(run, deferred)
 
 
 @dataclass
 class Before:
     champion: str
-    serving: Any
+    serving: Serving
+
+
+def _before(target: Target, scenario: Scenario) -> Before:
+    model = scenario.model_name
+    return Before(champion(target, model).version, target.serving(model))
 
 
 @pytest.fixture(scope="module")
-def second_run(
-    kind: Kind,
-    airflow: AirflowClient,
-    cluster_mlflow: Mlflow,
-    artifacts: Path,
-    scenario: Scenario,
-    first_run: Run,
-) -> tuple[Run, Before]:
-    assert first_run.state == "success", first_run.failure_report()
-    before = Before(
-        champion(cluster_mlflow, scenario.model_name).version, _serving(kind, scenario.model_name)
-    )
-    run = run_dag(
-        kind,
-        airflow,
-        artifacts,
-        scenario.run_id("second"),
-        scenario.second_logical,
-        scenario.conf,
-        RUN_TIMEOUT_S,
-        scenario.run_prefix,
-    )
+def second_run(target: Target, scenario: Scenario, first_run: FirstRun) -> tuple[Run, Before]:
+    assert first_run.run.state == "success", report(first_run.run)
+    before = _before(target, scenario)
+    run = run_dag(target, scenario, "second", scenario.second_logical, target.run_timeout_s)
     return run, before
 
 
 @pytest.fixture(scope="module")
-def bad_run(
-    kind: Kind,
-    airflow: AirflowClient,
-    cluster_mlflow: Mlflow,
-    store: Store,
-    artifacts: Path,
-    scenario: Scenario,
-    first_run: Run,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[Run, Before]:
-    assert first_run.state == "success", first_run.failure_report()
-    upload_bad_partition(kind, store, scenario.bad_ds, tmp_path_factory.mktemp("bad-data"))
-    before = Before(
-        champion(cluster_mlflow, scenario.model_name).version, _serving(kind, scenario.model_name)
-    )
-    run = run_dag(
-        kind,
-        airflow,
-        artifacts,
-        scenario.run_id("bad-data"),
-        scenario.bad_logical,
-        scenario.conf,
-        FAILED_RUN_TIMEOUT_S,
-        scenario.run_prefix,
-    )
+def bad_run(target: Target, scenario: Scenario, first_run: FirstRun) -> tuple[Run, Before]:
+    assert first_run.run.state == "success", report(first_run.run)
+    target.put_bad_partition(scenario.bad_logical.date().isoformat())
+    before = _before(target, scenario)
+    run = run_dag(target, scenario, "bad-data", scenario.bad_logical, target.failed_run_timeout_s)
     return run, before
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _remove_the_model_server_when_all_passed(
-    request: pytest.FixtureRequest, kind: Kind, scenario: Scenario
+    request: pytest.FixtureRequest, target: Target, scenario: Scenario
 ) -> Iterator[None]:
-    """Each session serves its own model; after a green session its server is removed (after
-    a red one it stays, for `kubectl` and tests/e2e/collect-logs.sh)."""
+    """On kind each session serves its own model; after a green session its server is removed
+    (after a red one it stays, for `kubectl` and tests/e2e/collect-logs.sh). Locally `make
+    down` stops every model server."""
     yield
-    if request.session.testsfailed:
-        return
-    from deployer.manifests import resource_name
-
-    name, namespace = resource_name(scenario.model_name), kind.namespace("serving")
-    log.info("removing the session's model server %s/%s", namespace, name)
-    for delete in (kind.apps.delete_namespaced_deployment, kind.core.delete_namespaced_service):
-        try:
-            delete(name, namespace, _request_timeout=30)
-        except Exception as exc:
-            if getattr(exc, "status", None) != 404:
-                raise
+    remove = getattr(target, "remove_model_server", None)
+    if remove is not None and not request.session.testsfailed:
+        remove(scenario.model_name)
 
 
 # --- the tests -------------------------------------------------------------------------
 
 
-def test_nodes_are_the_stacks_pools(kind: Kind):
+def test_nodes_are_the_stacks_pools(target: Target) -> None:
     """Pulumi labelled and tainted the workers kind created, the GPUs are advertised, and
     every node offers what its pool promises the DAG checks (node_allocatable)."""
-    by_pool = pool_nodes(kind)
+    if target.name != "kind":
+        pytest.skip("kind only: this target has no nodes (each run's pods are checked instead)")
+    from kubernetes.utils import parse_quantity
+
+    kind = target.kind  # type: ignore[attr-defined]
+    by_pool = target.pool_nodes()  # type: ignore[attr-defined]
     expected = kind_platform.pool_nodes()
     for pool in kind.platform.pools:
         wanted = {node for node, name in expected.items() if name == pool.name}
@@ -537,174 +389,167 @@ def test_nodes_are_the_stacks_pools(kind: Kind):
                 )
 
 
-def test_training_run_succeeds_with_every_pod_on_its_pool(kind: Kind, first_run: Run):
-    assert first_run.state == "success", first_run.failure_report()
-    assert first_run.tasks.get("deploy") == "success", first_run.tasks
-    trained = {pod.labels.get("map_index") for pod in first_run.pods.values() if pod.gpus}
-    assert trained >= {str(i) for i in range(COMBINATIONS)}, f"GPU pods seen: {trained}"
-    assert_pods_on_their_pools(kind, first_run)
+def test_run_waits_in_the_triggerer_then_succeeds_with_every_pod_on_its_pool(
+    target: Target, first_run: FirstRun
+) -> None:
+    run = first_run.run
+    assert run.state == "success", report(run)
+    assert first_run.deferred["trigger"]["classpath"], first_run.deferred
+    assert run.tasks.get("wait_for_data") == "success", run.tasks
+    trained = [run.tasks.get(f"train[{i}]") for i in range(COMBINATIONS)]
+    assert trained == ["success"] * COMBINATIONS, run.tasks
+    assert run.tasks.get("deploy") == "success", run.tasks
+    assert run.tasks.get("skip_deploy") == "skipped", run.tasks
+    assert_pods_on_their_pools(target, run)
 
 
 def test_mlflow_has_a_run_per_combination_and_the_best_is_champion(
-    cluster_mlflow: Mlflow, scenario: Scenario, first_run: Run
-):
-    assert first_run.state == "success", first_run.failure_report()
-    runs = training_runs(cluster_mlflow, scenario.model_name, first_run.run_id)
+    target: Target, scenario: Scenario, first_run: FirstRun
+) -> None:
+    run = first_run.run
+    assert run.state == "success", report(run)
+    runs = training_runs(target.mlflow(), scenario.model_name, run.run_id)
     assert len(runs) == COMBINATIONS, [r.info.run_id for r in runs]
     assert all(r.info.status == "FINISHED" for r in runs), [r.info.status for r in runs]
     rates = sorted(float(r.data.params["learning_rate"]) for r in runs)
     assert rates == sorted(SWEEP["learning_rates"]), rates
     metric = f"val_{SWEEP['metric']}"
     best = max(runs, key=lambda r: r.data.metrics[metric])
-    crowned = champion(cluster_mlflow, scenario.model_name)
+    assert target.airflow.xcom(DAG_ID, run.run_id, "select_best")["run_id"] == best.info.run_id
+    crowned = champion(target, scenario.model_name)
     assert crowned.run_id == best.info.run_id, (
         f"champion v{crowned.version} comes from run {crowned.run_id}; the best {metric} is "
         f"{best.info.run_id}: {[(r.info.run_id, r.data.metrics[metric]) for r in runs]}"
     )
-    assert crowned.tags.get("deployed_by") == f"airflow:{DAG_ID}/{first_run.run_id}", crowned.tags
+    assert crowned.tags.get("deployed_by") == f"airflow:{DAG_ID}/{run.run_id}", crowned.tags
+    summary = target.airflow.xcom(DAG_ID, run.run_id, "notify")
+    assert summary["deployed"]["version"] == crowned.version, summary
 
 
 def test_model_server_answers_with_the_champion(
-    kind: Kind, cluster_mlflow: Mlflow, scenario: Scenario, first_run: Run
-):
-    assert first_run.state == "success", first_run.failure_report()
-    version = champion(cluster_mlflow, scenario.model_name).version
-    state = _serving(kind, scenario.model_name)
-    assert state.version == version and state.available >= 1, state
-    answer, predictions, rows = ask_model_server(kind, cluster_mlflow, scenario.model_name, version)
-    assert (answer["model_name"], answer["model_version"]) == (scenario.model_name, version)
+    target: Target, scenario: Scenario, first_run: FirstRun
+) -> None:
+    assert first_run.run.state == "success", report(first_run.run)
+    version = champion(target, scenario.model_name).version
+    assert_serves(target, scenario.model_name, version)
+    _, predictions, rows = ask_model_server(target, scenario.model_name, version)
     assert len(predictions) == rows, predictions
     flat = [p[0] if isinstance(p, list) else p for p in predictions]
     assert all(0.0 <= float(p) <= 1.0 for p in flat), predictions
 
 
 def test_second_run_on_the_same_data_skips_deployment(
-    kind: Kind, cluster_mlflow: Mlflow, scenario: Scenario, second_run: tuple[Run, Before]
-):
+    target: Target, scenario: Scenario, second_run: tuple[Run, Before]
+) -> None:
     run, before = second_run
-    assert run.state == "success", run.failure_report()
+    assert run.state == "success", report(run)
     assert_deploy_skipped(run.tasks)
-    assert len(training_runs(cluster_mlflow, scenario.model_name, run.run_id)) == COMBINATIONS
-    assert champion(cluster_mlflow, scenario.model_name).version == before.champion
-    assert _serving(kind, scenario.model_name) == before.serving
-    assert not any(pod.task_id == "deploy" for pod in run.pods.values()), run.pods
-    assert_pods_on_their_pools(kind, run)
+    assert len(training_runs(target.mlflow(), scenario.model_name, run.run_id)) == COMBINATIONS
+    assert champion(target, scenario.model_name).version == before.champion
+    assert target.serving(scenario.model_name) == before.serving
+    assert_pods_on_their_pools(target, run)
 
 
 def test_bad_partition_fails_validation_and_changes_nothing(
-    kind: Kind, cluster_mlflow: Mlflow, scenario: Scenario, bad_run: tuple[Run, Before]
-):
+    target: Target, scenario: Scenario, bad_run: tuple[Run, Before]
+) -> None:
     run, before = bad_run
-    assert run.state == "failed", run.failure_report()
+    assert run.state == "failed", report(run)
     assert_failed_at_validation(run.tasks, run.logs)
-    assert champion(cluster_mlflow, scenario.model_name).version == before.champion
-    assert _serving(kind, scenario.model_name) == before.serving
-    answer, _, _ = ask_model_server(kind, cluster_mlflow, scenario.model_name, before.champion)
-    assert answer["model_version"] == before.champion, answer
-    assert_pods_on_their_pools(kind, run)
+    assert champion(target, scenario.model_name).version == before.champion
+    assert target.serving(scenario.model_name) == before.serving
+    assert_serves(target, scenario.model_name, before.champion)
+    assert_pods_on_their_pools(target, run)
 
 
-def test_failed_smoke_test_rolls_back_without_a_failed_request(
-    kind: Kind,
-    cluster_mlflow: Mlflow,
-    scenario: Scenario,
-    artifacts: Path,
-    first_run: Run,
-):
-    from deployer.manifests import SERVICE_PORT, VERSION_LABEL, resource_name, selector_labels
+def test_failed_deploy_rolls_back_without_a_failed_request(
+    target: Target, scenario: Scenario, first_run: FirstRun
+) -> None:
     from deployer.smoke import smoke_request
 
-    assert first_run.state == "success", first_run.failure_report()
+    assert first_run.run.state == "success", report(first_run.run)
     model = scenario.model_name
-    version_before = champion(cluster_mlflow, model).version
-    failing_run = log_failing_model(cluster_mlflow.client(), model, version_before)
+    version_before = champion(target, model).version
+    client = target.mlflow()
+    failing_run = log_failing_model(client, model, version_before)
     request = smoke_request(f"models:/{model}/{version_before}")
-    training, serving = kind.namespace("training"), kind.namespace("serving")
-    service_url = f"http://{resource_name(model)}.{serving}.svc.cluster.local:{SERVICE_PORT}"
-    poller_name = f"e2e-poller-{scenario.session_id}"
-    deployer_name = f"e2e-failing-deploy-{scenario.session_id}"
-    images = kind.platform.images
-    deploy_wait_s = 2 * DEPLOY_TIMEOUT_S + 300  # readiness, then the restore's readiness
-    poll_seconds = POLL_WARMUP_S + deploy_wait_s + POLL_AFTER_S + 120
-    kind.core.create_namespaced_pod(
-        training,
-        poller_pod(
-            poller_name,
-            training,
-            images.ref("deployer"),
-            images.pull_policy,
-            kind.platform.service_accounts["training"],
-            f"{service_url}/invocations",
-            request.payload,
-            poll_seconds,
-        ),
-        _request_timeout=30,
+    outcome = target.failing_deploy(
+        model, failing_run, request.payload, target.deploy_timeout_s, WARMUP_ANSWERS
     )
-    deployer_log = poller_log = ""
-    try:
-        wait_for_log(
-            kind.core,
-            training,
-            poller_name,
-            lambda text: sum(r["status"] == 200 for r in poll_records(text)) >= POLL_WARMUP_ANSWERS,
-            POLL_WARMUP_S,
-            f"{POLL_WARMUP_ANSWERS} answers from the champion",
-        )
-        log.info("deploying the failing model (run %s) with the DAG's deploy pod", failing_run)
-        started = time.time()
-        kind.core.create_namespaced_pod(
-            training,
-            deploy_pod(
-                deployer_name, failing_run, model, DEPLOY_TIMEOUT_S, str(kind_platform.DAGS_DIR)
-            ),
-            _request_timeout=30,
-        )
-        phase = wait_for_pod_end(kind.core, training, deployer_name, deploy_wait_s)
-        ended = time.time()
-        log.info("the failing deploy ended (%s); polling %ss more", phase, POLL_AFTER_S)
-        time.sleep(POLL_AFTER_S)
-    finally:
-        logs = {}
-        for name, file in ((deployer_name, "failing-deploy.log"), (poller_name, "poller.log")):
-            try:
-                logs[name] = kind.core.read_namespaced_pod_log(name, training, _request_timeout=30)
-                (artifacts / file).write_text(logs[name])
-            except Exception as exc:
-                log.warning("no log of pod %s: %s", name, exc)
-            try:
-                kind.core.delete_namespaced_pod(name, training, _request_timeout=30)
-            except Exception as exc:
-                if getattr(exc, "status", None) != 404:
-                    raise
-        deployer_log = logs.get(deployer_name, "")
-        poller_log = logs.get(poller_name, "")
 
-    # The deploy really rolled the failing version out and failed on the model's own input
-    # example: the server runs it before it turns Ready, so the rollout stalls at readiness
-    # (the network smoke test after a rollout is the second line of defence).
-    assert phase == "Failed", deployer_log
-    assert "deployer deploy: failed at readiness" in deployer_log, deployer_log
-    client = cluster_mlflow.client()
+    # The deploy really rolled the failing version out and failed on it: the server runs the
+    # model's own input example before it turns ready (the smoke test after a rollout is the
+    # second line of defence).
+    assert outcome.failed, outcome.log[-3000:]
+    assert "deployer deploy: failed at" in outcome.log, outcome.log[-3000:]
     versions = client.search_model_versions(f"name = '{model}' and run_id = '{failing_run}'")
     assert len(versions) == 1, versions
     failing_version = versions[0].version
-    selector = ",".join(f"{key}={value}" for key, value in selector_labels(model).items())
-    replica_sets = kind.apps.list_namespaced_replica_set(
-        serving, label_selector=selector, _request_timeout=30
-    ).items
-    rolled_out = {rs.spec.template.metadata.labels.get(VERSION_LABEL) for rs in replica_sets}
-    assert failing_version in rolled_out, f"v{failing_version} never rolled out: {rolled_out}"
+    assert failing_version in outcome.rolled_out, (
+        f"v{failing_version} never rolled out: {outcome.rolled_out}"
+    )
 
-    # ... and everything is back: champion, aliases, the Deployment, the server's answers.
-    assert champion(cluster_mlflow, model).version == version_before
+    # ... and everything is back: champion, aliases, what serves, the server's answers.
+    assert champion(target, model).version == version_before
     assert "challenger" not in client.get_registered_model(model).aliases
-    state = _serving(kind, model)
-    assert state.version == version_before and state.available >= 1, state
-    answer, _, _ = ask_model_server(kind, cluster_mlflow, model, version_before)
-    assert answer["model_version"] == version_before, answer
+    assert_serves(target, model, version_before)
 
-    # A client polled the Service throughout: not one of its requests from the moment the
+    # A client polled the endpoint throughout: not one of its requests from the moment the
     # deploy started may have failed.
     assert_no_failed_request(
-        poll_records(poller_log), started, ended, request.rows, str(artifacts / "poller.log")
+        outcome.records, outcome.started, outcome.ended, request.rows, outcome.where
     )
+
+
+def test_drift_monitor_triggers_training_through_the_scheduler(
+    target: Target, scenario: Scenario, first_run: FirstRun
+) -> None:
+    assert first_run.run.state == "success", report(first_run.run)
+    airflow, day = target.airflow, scenario.drift_logical
+    target.put_partition(day.date().isoformat(), drift=0.6)
+    unpause(target, MONITOR, scenario.run_prefix)
+    conf = {"model_name": scenario.model_name, "min_metric": 0.5}
+    run_id = scenario.run_id("drift-monitor")
+    airflow.trigger(MONITOR, conf, logical_date=day, run_id=run_id)
+    state = airflow.wait_for_run(MONITOR, run_id, MONITOR_TIMEOUT_S, poll_s=target.poll_s)
+    assert state == "success", airflow.task_states(MONITOR, run_id)
+    drift = airflow.xcom(MONITOR, run_id, "check_drift")
+    assert drift["should_retrain"] is True, drift
+    assert airflow.task_states(MONITOR, run_id)["trigger_training"] == "success"
+
+    # The run the operator asked for exists, and the real scheduler takes it on.
+    triggered: dict[str, Any] = {}
+
+    def scheduled() -> bool:
+        runs = [r for r in airflow.dag_runs(DAG_ID) if r["dag_run_id"].startswith("drift__")]
+        ours = [r for r in runs if r["conf"].get("model_name") == scenario.model_name]
+        if not ours:
+            return False
+        triggered.update(ours[0])
+        states = airflow.task_states(DAG_ID, ours[0]["dag_run_id"]).values()
+        return ours[0]["state"] in ("running", "success") and any(s for s in states)
+
+    airflow.wait_until("the triggered training run scheduled", scheduled, SCHEDULED_TIMEOUT_S)
+    assert triggered["dag_run_id"].startswith(f"drift__{day.date().isoformat()}__")
+    assert triggered["conf"] == {"model_name": scenario.model_name}
+    assert triggered["logical_date"].startswith(day.date().isoformat())
+    # Its full sweep is not part of this test: stop it.
+    airflow.set_run_state(DAG_ID, triggered["dag_run_id"], "failed", "stopped by the e2e tests")
+
+
+def test_the_ui_the_cli_and_auth(target: Target) -> None:
+    airflow = target.airflow
+    page = requests.get(f"{airflow.base_url}/", timeout=30)
+    assert page.status_code == 200 and "<html" in page.text.lower()
+    # Auth is on: no token, or a wrong password, gets nothing.
+    assert requests.get(f"{airflow.base_url}/api/v2/dags", timeout=30).status_code == 401
+    wrong = requests.post(
+        f"{airflow.base_url}/auth/token",
+        json={"username": airflow.username, "password": "not-the-password"},
+        timeout=30,
+    )
+    assert wrong.status_code == 401
+    code, output = target.airflow_cli("dags", "list", "-o", "plain")
+    assert code == 0, output[-2000:]
+    listed = {line.split()[0] for line in output.splitlines() if line.strip()}
+    assert {DAG_ID, MONITOR} <= listed, output[-2000:]

@@ -128,7 +128,8 @@ def test_the_verbs_are_make_targets_that_run_the_scripts():
     ):
         assert expected in lines, (expected, lines)
     (e2e,) = [line for line in lines if "pytest" in line]
-    assert e2e.startswith("E2E_REQUIRED=1 ") and " tests/e2e -m e2e " in e2e, e2e
+    assert e2e.startswith("E2E_TARGET=kind E2E_REQUIRED=1 "), e2e
+    assert " tests/e2e -m e2e " in e2e, e2e
     makefile = (REPO / "Makefile").read_text()
     for verb in VERBS:
         assert f"\n{verb}: setup ## " in makefile, verb
