@@ -25,8 +25,16 @@ from deployer_testkit import (
     log_torch_model,
 )
 from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
 
 from deployer import processes
+from deployer.registry import (
+    CHAMPION,
+    DEPLOYED_AT_TAG,
+    FAILED_STEP_TAG,
+    PREVIOUS_CHAMPION_TAG,
+    Registry,
+)
 from ml_dependencies import TIMEOUT_ENV, bounded_dependencies, unreachable
 
 # Far above what each case needs with the bound set low (seconds), far below MLflow's own
@@ -244,6 +252,52 @@ def test_redeploying_an_older_version_never_makes_the_rollback_history_loop(
     assert (
         requests.get(f"{again.xcom['endpoint']}/version", timeout=5).json()["model_version"] == "2"
     )
+
+
+class _ReadCountingClient(MlflowClient):
+    """The real client, keeping which versions were read: walking the history reads each."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[str] = []
+
+    def get_model_version(self, name: str, version: str) -> ModelVersion:
+        self.reads.append(str(version))
+        return super().get_model_version(name, version)
+
+
+def test_the_history_is_walked_only_for_a_version_that_was_champion_before(
+    mlflow_uri: str, model_name: str
+) -> None:
+    client = _ReadCountingClient()
+    client.create_registered_model(model_name)
+    for _ in range(4):
+        client.create_model_version(model_name, source="s3://models/churn")
+    # What three deploys leave (v3 champion, rolling back to v2, then v1), and v4 registered by
+    # a deploy that failed at readiness.
+    for number, before in (("1", None), ("2", "1"), ("3", "2")):
+        client.set_model_version_tag(model_name, number, DEPLOYED_AT_TAG, "2026-12-01T00:00:00")
+        if before:
+            client.set_model_version_tag(model_name, number, PREVIOUS_CHAMPION_TAG, before)
+    client.set_registered_model_alias(model_name, CHAMPION, "3")
+    client.set_model_version_tag(model_name, "4", FAILED_STEP_TAG, "readiness")
+    registry = Registry(client)
+    never_champion = client.get_model_version(model_name, "4")
+    client.reads.clear()
+
+    registry.unlink_from_history(model_name, never_champion, "3")
+    registry.promote(model_name, never_champion, "3", {PREVIOUS_CHAMPION_TAG: "3"})
+
+    assert client.reads == []
+    assert _history(client, model_name) == ["4", "3", "2", "1"]
+    assert FAILED_STEP_TAG not in client.get_model_version(model_name, "4").tags
+    champion_before = client.get_model_version(model_name, "1")
+    client.reads.clear()
+
+    registry.unlink_from_history(model_name, champion_before, "4")
+
+    assert client.reads == ["4", "3", "2"]
+    assert _history(client, model_name) == ["4", "3", "2"]
 
 
 def test_a_failed_version_is_tagged_with_the_step_that_failed(

@@ -25,6 +25,13 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PREVIOUS_CHAMPION_TAG = "previous_champion"
+# Set on every promotion, and the champion alias moves only with one: a version without it
+# was never champion, so no version's previous_champion names it.
+DEPLOYED_AT_TAG = "deployed_at"
+# Written on a version whose rollout failed (deploy, or rollback to it), cleared when it is
+# next promoted: the registry shows which versions failed, at which step and why.
+FAILED_STEP_TAG = "failed_step"
+FAILED_TAGS = (FAILED_STEP_TAG, "failed_command", "failed_reason", "failed_at")
 REGISTRATION_TIMEOUT_S = 300
 # The team that owns a registered model: set when a team's deploy step first registers it;
 # another team's deploy step is refused (DEPLOYER_TEAM, set by the platform's training DAG).
@@ -201,26 +208,33 @@ class Registry:
             why = f"registered model {name!r} not found" if _missing(exc) else one_line(exc)
             raise StepFailed(step, why) from None
 
-    def unlink_from_history(self, name: str, version: str, newest: str) -> None:
+    def unlink_from_history(self, name: str, version: ModelVersion, newest: str) -> None:
         """Take `version` out of the rollback history that runs back from `newest` (each
         version's previous_champion tag), joining its neighbours: an older version deployed
-        again then appears once, as the newest, and a rollback never comes back round to it."""
+        again then appears once, as the newest, and a rollback never comes back round to it.
+        `version`'s tags are read as given; a version never promoted is in no history, and
+        the history (a registry read per version) is not walked for it."""
+        if DEPLOYED_AT_TAG not in (version.tags or {}):
+            return
+        skipped = version.tags.get(PREVIOUS_CHAMPION_TAG)
         seen: set[str] = set()
         current: str | None = newest
         while current and current not in seen:  # `seen` also stops a loop written earlier
             seen.add(current)
             before = self.version(name, current, "promote").tags.get(PREVIOUS_CHAMPION_TAG)
-            if before != version:
+            if before != version.version:
                 current = before
                 continue
-            skipped = self.version(name, version, "promote").tags.get(PREVIOUS_CHAMPION_TAG)
             try:
                 if skipped and skipped != current:
                     self.client.set_model_version_tag(name, current, PREVIOUS_CHAMPION_TAG, skipped)
                 else:
                     self.client.delete_model_version_tag(name, current, PREVIOUS_CHAMPION_TAG)
             except MlflowException as exc:
-                why = f"cannot take v{version} out of the history of v{current}: {one_line(exc)}"
+                why = (
+                    f"cannot take v{version.version} out of the history of v{current}: "
+                    f"{one_line(exc)}"
+                )
                 raise StepFailed("promote", why) from None
             log.info("v%s now rolls back to %s", current, f"v{skipped}" if skipped else "nothing")
             return
@@ -249,26 +263,23 @@ class Registry:
         self.client.delete_registered_model_alias(name, alias)
 
     def promote(
-        self,
-        name: str,
-        version: str,
-        previous: str | None,
-        tags: dict[str, Any],
-        clear: tuple[str, ...] = (),
+        self, name: str, version: ModelVersion, previous: str | None, tags: dict[str, Any]
     ) -> None:
-        """Champion → `version` with its deploy record (tags set, `clear` tags deleted); the
-        alias is put back if tagging fails."""
+        """Champion → `version` with its deploy record: `tags` set, and the failure tags it
+        carries (as read into `version`) deleted; the alias is put back if tagging fails."""
+        number = version.version
         try:
-            self.set_alias(name, CHAMPION, version)
+            self.set_alias(name, CHAMPION, number)
         except MlflowException as exc:
             raise StepFailed(
-                "promote", f"cannot move {CHAMPION} to v{version}: {one_line(exc)}"
+                "promote", f"cannot move {CHAMPION} to v{number}: {one_line(exc)}"
             ) from None
         try:
             for key, value in tags.items():
-                self.client.set_model_version_tag(name, version, key, str(value))
-            for key in clear:
-                self.client.delete_model_version_tag(name, version, key)
+                self.client.set_model_version_tag(name, number, key, str(value))
+            for key in FAILED_TAGS:
+                if key in (version.tags or {}):
+                    self.client.delete_model_version_tag(name, number, key)
         except MlflowException as exc:
             try:
                 if previous:
@@ -278,4 +289,4 @@ class Registry:
             except MlflowException as undo_exc:
                 why = f"{one_line(exc)}; putting {CHAMPION} back also failed: {one_line(undo_exc)}"
                 raise StepFailed("promote", why) from None
-            raise StepFailed("promote", f"cannot tag v{version}: {one_line(exc)}") from None
+            raise StepFailed("promote", f"cannot tag v{number}: {one_line(exc)}") from None

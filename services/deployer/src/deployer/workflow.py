@@ -19,7 +19,14 @@ from mlflow.exceptions import MlflowException
 
 from deployer import smoke
 from deployer.errors import StepFailed, one_line
-from deployer.registry import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION_TAG, Registry
+from deployer.registry import (
+    CHALLENGER,
+    CHAMPION,
+    DEPLOYED_AT_TAG,
+    FAILED_TAGS,
+    PREVIOUS_CHAMPION_TAG,
+    Registry,
+)
 from deployer.targets import Revision, Target
 
 log = logging.getLogger(__name__)
@@ -49,10 +56,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-# Written on a version whose rollout failed (deploy, or rollback to it), cleared when it is
-# next promoted: the registry shows which versions failed, at which step and why.
-FAILED_STEP_TAG = "failed_step"
-FAILED_TAGS = (FAILED_STEP_TAG, "failed_command", "failed_reason", "failed_at")
 INTERRUPTED = "interrupted"  # the step recorded for a deploy killed before it finished
 TAG_VALUE_LIMIT = 500
 
@@ -168,7 +171,7 @@ def deploy(
 
     def promote() -> None:
         tags: dict[str, Any] = {
-            "deployed_at": _now(),
+            DEPLOYED_AT_TAG: _now(),
             "deployed_by": deployed_by(),
             "deployed_target": target.name,
             "deployed_endpoint": target.endpoint,
@@ -179,9 +182,8 @@ def deploy(
             tags[PREVIOUS_CHAMPION_TAG] = previous
             # An older version coming back must not stay further down the history too, or
             # rolling back would come round to it again and again.
-            registry.unlink_from_history(model_name, revision.version, previous)
-        failed = tuple(key for key in FAILED_TAGS if key in (version.tags or {}))
-        registry.promote(model_name, revision.version, previous, tags, clear=failed)
+            registry.unlink_from_history(model_name, version, previous)
+        registry.promote(model_name, version, previous, tags)
 
     try:
         _replace_serving(target, revision, request, timeout_s, promote)
@@ -233,14 +235,13 @@ def rollback(
     def promote() -> None:
         # The previous version keeps its own previous_champion: a second rollback goes further.
         record = {
-            "deployed_at": _now(),
+            DEPLOYED_AT_TAG: _now(),
             "deployed_by": deployed_by(),
             "deployed_target": target.name,
             "deployed_endpoint": target.endpoint,
             "rolled_back_from": current,
         }
-        failed = tuple(key for key in FAILED_TAGS if key in (restored.tags or {}))
-        registry.promote(model_name, previous, current, record, clear=failed)
+        registry.promote(model_name, restored, current, record)
 
     try:
         _replace_serving(target, revision, request, timeout_s, promote)
