@@ -9,9 +9,10 @@ images are built from (dags/teams/<team>/images/<name>/Dockerfile).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
-from ml_contract import SPEC_SUFFIX, ModelSpec, load_spec
+from ml_contract import SPEC_SUFFIX, ModelSpec, SpecError, load_spec
 
 DAGS_FOLDER = Path(__file__).resolve().parents[1]
 PLATFORM_TEAM = "ml-platform"  # owner of the DAGs at the top of dags/
@@ -22,6 +23,20 @@ IMAGES_DIR = "images"  # dags/teams/<team>/images/<name>/Dockerfile: the team's 
 def spec_files(root: Path = DAGS_FOLDER) -> list[Path]:
     """Every spec under the DAGs folder, sorted."""
     return sorted(path for path in root.rglob(f"*{SPEC_SUFFIX}") if path.is_file())
+
+
+@cache
+def spec_models(root: Path = DAGS_FOLDER) -> dict[str, Path]:
+    """Model name -> its spec file, for every spec under the DAGs folder that reads. A spec
+    that does not read is left out: its own DAG fails to parse with its error, so nothing is
+    deployed under its name."""
+    models = {}
+    for path in spec_files(root):
+        try:
+            models[load_spec(path).model] = path
+        except SpecError:
+            continue
+    return models
 
 
 def team_of(path: Path, root: Path = DAGS_FOLDER) -> str:

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk import DAG, Param, TaskGroup, task
@@ -37,7 +38,13 @@ from ml_platform.container import container_task, mapped_container_task
 from ml_platform.dag_defaults import platform_default_args
 from ml_platform.deployer_rules import deployer_env
 from ml_platform.local.partitions import register_demo_source
-from ml_platform.model_specs import model_dataset_prefix, team_image, team_of
+from ml_platform.model_specs import (
+    DAGS_FOLDER,
+    model_dataset_prefix,
+    spec_models,
+    team_image,
+    team_of,
+)
 from ml_platform.notifications import run_callbacks, run_deadline
 from ml_platform.sensors import wait_for_partition
 from ml_platform.settings import PlatformConfig, platform_config
@@ -184,6 +191,9 @@ def training_dag(
             "min_improvement": Param(spec.promotion.min_improvement, type="number"),
         },
     ) as dag:
+        other_models = {
+            name: _shown(path) for name, path in spec_models().items() if name != spec.model
+        }
 
         @task
         def hyperparameters(**context: Any) -> list[list[str]]:
@@ -194,6 +204,15 @@ def training_dag(
             from airflow.sdk.exceptions import AirflowFailException
 
             params = context["params"]
+            # Another spec's model name would put this run's models under that model's
+            # name, served with this model's identity: a run renames its model only to a
+            # name no spec uses.
+            taken = other_models.get(params["model_name"])
+            if taken:
+                raise AirflowFailException(
+                    f"param model_name: {params['model_name']!r} is the model of {taken}; a "
+                    f"run of {spec.model!r} may rename its model only to a name no spec uses"
+                )
             data_uri = data.prepared_uri(context["ds"])  # XCom values are not templated
             try:
                 if is_platform:
@@ -354,6 +373,14 @@ def training_dag(
         combinations >> wait_for_data >> data_preparation >> train
         evaluate >> branch >> [deploy, skip_deploy()] >> notify()
     return dag
+
+
+def _shown(path: Path) -> str:
+    """A spec file as its DAGs-folder path (dags/...), wherever the folder is."""
+    try:
+        return f"dags/{path.relative_to(DAGS_FOLDER)}"
+    except ValueError:
+        return str(path)
 
 
 def _drift_summary(drift: Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -350,3 +350,20 @@ def test_the_drift_monitor_reads_the_churn_spec(dagbag: DagBag) -> None:
     spec = load_spec(FACTORY_DAGS["ml_training_pipeline"])
     monitor = _dag(dagbag, "ml_drift_monitor")
     assert _env(_pod(monitor, "check_drift"))[SPEC_ENV] == spec.to_json()
+
+
+def test_a_run_may_not_take_another_specs_model_name(dagbag: DagBag) -> None:
+    """Renaming the run's model to another spec's would deploy under that name with this
+    model's serving identity: refused before anything runs. A name no spec uses is allowed."""
+    dag = _dag(dagbag, "examples.wine_custom")
+    task = dag.get_task("hyperparameters")
+    params = dag.params.validate()
+    other = load_spec(DAGS_FOLDER / "teams/examples/diabetes.model.yaml").model
+    with pytest.raises(
+        AirflowFailException,
+        match=rf"^param model_name: '{other}' is the model of "
+        r"dags/teams/examples/diabetes\.model\.yaml; a run of 'wine-cultivar' may rename",
+    ):
+        task.python_callable(params={**params, "model_name": other}, ds="2026-11-03")
+    renamed = task.python_callable(params={**params, "model_name": "wine-trial"}, ds="2026-11-03")
+    assert renamed[0][3:5] == ["--experiment", "wine-trial"]
