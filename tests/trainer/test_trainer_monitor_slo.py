@@ -3,19 +3,23 @@ prometheus_client's own registry with the model server's metric names and bucket
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
+from trainer_helpers import unique
 
 from deployer.metrics import LATENCY_BUCKETS
-from ml_contract import Slo
+from ml_contract import ModelSpec, Slo
 from trainer.errors import TrainerError
+from trainer.monitor import run_monitor
 from trainer.monitor_slo import (
     breaches,
     check_slo,
@@ -190,3 +194,28 @@ def test_an_endpoint_that_does_not_answer_breaches_the_slo() -> None:
         result = check_slo(endpoint, Slo(p99_latency_ms=100), sleep=lambda s: None)
     assert result["breached"] is True
     assert result["breaches"] == [f"the endpoint did not answer: {endpoint}/metrics: HTTP 503"]
+
+
+@pytest.mark.parametrize("reference", [False, True], ids=["no-reference", "reference-given"])
+def test_without_a_champion_the_slo_is_reported_unchecked(
+    mlflow_uri: str, churn_spec: ModelSpec, raw_partition: Path, reference: bool
+) -> None:
+    """With no champion there is no endpoint to watch: an SLO in the spec is reported as not
+    checked, whether the monitor stops early (no reference) or reports drift first."""
+    model_name = unique("no-champion")
+    partition = str(raw_partition)
+
+    def slo_of(spec: ModelSpec) -> dict | None:
+        report = run_monitor(
+            partition, model_name, partition if reference else None, spec, None, 0.2, None
+        )
+        assert report["champion"] is None
+        return report["slo"]
+
+    with_slo = dataclasses.replace(churn_spec, slo=Slo(p99_latency_ms=50.0))
+    assert slo_of(with_slo) == {
+        "checked": False,
+        "breached": False,
+        "reason": f"model {model_name!r} has no champion: no endpoint to hold to the SLO",
+    }
+    assert slo_of(churn_spec) is None

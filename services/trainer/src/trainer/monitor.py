@@ -17,6 +17,7 @@ import logging
 
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
 
 from ml_contract import ModelSpec
 from trainer.drift import feature_drift
@@ -64,13 +65,12 @@ def run_monitor(
     if champion is None and reference_uri is None:
         reason = f"model {model_name!r} has no champion: train one"
         log.info(reason)
-        slo = _no_champion_slo(spec, model_name)
         return {
             "should_retrain": True,
             "reason": reason,
             "champion": None,
             "drift": {},
-            "slo": slo,
+            "slo": _slo_report(spec, model_name, None),
         }
 
     reference_uri = reference_uri or champion_reference_uri(client, champion.run_id, spec)
@@ -89,13 +89,7 @@ def run_monitor(
         live = {"version": str(champion.version), "metric": metric.name, "score": value}
 
     # After the drift report's inputs are read: bad data fails the task before the window.
-    slo = None
-    if spec.slo is not None:
-        slo = (
-            _no_champion_slo(spec, model_name)
-            if champion is None
-            else champion_slo(champion, spec.slo)
-        )
+    slo = _slo_report(spec, model_name, champion)
 
     reasons = []
     if drifted:
@@ -123,8 +117,12 @@ def run_monitor(
     }
 
 
-def _no_champion_slo(spec: ModelSpec, model_name: str) -> dict | None:
+def _slo_report(spec: ModelSpec, model_name: str, champion: ModelVersion | None) -> dict | None:
+    """The SLO part of the report: None without an slo in the spec; unchecked without a
+    champion; else the champion's endpoint watched for the SLO's window."""
     if spec.slo is None:
         return None
-    reason = f"model {model_name!r} has no champion: no endpoint to hold to the SLO"
-    return {"checked": False, "breached": False, "reason": reason}
+    if champion is None:
+        reason = f"model {model_name!r} has no champion: no endpoint to hold to the SLO"
+        return {"checked": False, "breached": False, "reason": reason}
+    return champion_slo(champion, spec.slo)
