@@ -10,6 +10,12 @@ from urllib.parse import urlparse
 
 from ml_dependencies.timeouts import TIMEOUT_ENV, BadBound, bound
 
+# GCS as pyarrow reaches it without STORAGE_EMULATOR_HOST, and what google-cloud-cpp (under
+# pyarrow's GcsFileSystem) says once its retries end on a server it could not reach.
+GCS_ENDPOINT = "https://storage.googleapis.com"
+GCS_EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
+_GCS_UNAVAILABLE = "google::cloud::Status(UNAVAILABLE"
+
 
 class DependencyUnreachable(Exception):
     """MLflow or storage could not be reached within the bound: the message names it."""
@@ -71,18 +77,30 @@ def _failure(link: BaseException) -> tuple[str, str] | None:
     if isinstance(link, OSError) and "AWS Error NETWORK_CONNECTION" in str(link):
         endpoint = _origin(s3_endpoint()) or "the S3 endpoint"
         return endpoint, _reason(link)
+    if isinstance(link, OSError) and _GCS_UNAVAILABLE in str(link):
+        return gcs_endpoint(), _gcs_reason(str(link))
     return None
+
+
+def _gcs_reason(text: str) -> str:
+    """'Could not connect to server' out of google-cloud-cpp's retry-exhausted status."""
+    last = text.partition("with a last message of ")[2].partition(" error_info=")[0]
+    return " ".join(last.rpartition("]=")[2].split())[:200] or "unavailable"
 
 
 def s3_endpoint() -> str | None:
     return os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
 
 
+def gcs_endpoint() -> str:
+    return _origin(os.environ.get(GCS_EMULATOR_ENV)) or GCS_ENDPOINT
+
+
 def _named(endpoint: str) -> str:
     """The endpoint with what it is to the platform, when it is one of the configured ones."""
     if endpoint == _origin(os.environ.get("MLFLOW_TRACKING_URI")):
         return f"MLflow {endpoint}"
-    if endpoint == _origin(s3_endpoint()):
+    if endpoint in (_origin(s3_endpoint()), gcs_endpoint()):
         return f"storage {endpoint}"
     return endpoint
 

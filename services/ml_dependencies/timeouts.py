@@ -1,5 +1,5 @@
 """ML_PLATFORM_DEPENDENCY_TIMEOUT: how long one request to MLflow or storage may take in all,
-and the MLflow, boto3 and pyarrow settings that keep to it."""
+and the MLflow, boto3 and pyarrow (S3 and GCS) settings that keep to it."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 TIMEOUT_ENV = "ML_PLATFORM_DEPENDENCY_TIMEOUT"
@@ -68,6 +69,11 @@ class Bound:
             "request_timeout": float(self.attempt_s),
             "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=self.attempts),
         }
+
+    def pyarrow_gcs_options(self) -> dict[str, Any]:
+        """Keyword arguments for pyarrow.fs.GcsFileSystem: its retries of one call stop
+        within the bound (it has no per-attempt timeout to set)."""
+        return {"retry_time_limit": timedelta(seconds=self.total_s)}
 
     def botocore_config(self) -> Any:
         from botocore.config import Config

@@ -1,5 +1,5 @@
-"""A dependency that is down (MLflow, the S3 endpoint) fails the trainer fast, in one line
-naming it, within ML_PLATFORM_DEPENDENCY_TIMEOUT; the console script in a real subprocess."""
+"""A dependency that is down (MLflow, the S3 or GCS endpoint) fails the trainer fast, in one
+line naming it, within ML_PLATFORM_DEPENDENCY_TIMEOUT; the console script in a real subprocess."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -120,6 +121,28 @@ def test_an_unreachable_storage_endpoint_fails_fast_in_one_line_naming_it(
     assert took < WELL_UNDER_S
 
 
+def test_an_unreachable_gcs_endpoint_fails_fast_in_one_line_naming_it(tmp_path: Path) -> None:
+    url = _closed_port_url()
+
+    code, stderr, took = _trainer(
+        tmp_path,
+        "3",
+        "validate",
+        "--input-uri",
+        "gs://datasets/daily/2026-11-21",
+        STORAGE_EMULATOR_HOST=url,
+    )
+
+    assert code == 1
+    assert "Traceback" not in stderr
+    last = stderr.splitlines()[-1]
+    assert last == (
+        f"trainer validate: error: storage {url}: unreachable: Could not connect to server "
+        f"(gave up within {TIMEOUT_ENV}=3s)"
+    ), stderr
+    assert took < WELL_UNDER_S
+
+
 def test_the_bound_sets_mlflows_retries(tmp_path: Path) -> None:
     with _answering_503() as (url, connections):
         code, stderr, _ = _trainer(tmp_path, "12", *_evaluate(tmp_path), MLFLOW_TRACKING_URI=url)
@@ -136,6 +159,7 @@ def test_the_bound_splits_into_attempts_that_fit_it() -> None:
         assert worst <= max(total, 1), (total, worst)
     options = Bound(25).pyarrow_s3_options()
     assert (options["connect_timeout"], options["request_timeout"]) == (7.0, 7.0)
+    assert Bound(25).pyarrow_gcs_options() == {"retry_time_limit": timedelta(seconds=25)}
 
 
 @pytest.mark.parametrize("value", ["soon", "0", "-3"])

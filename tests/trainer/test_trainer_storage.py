@@ -1,4 +1,5 @@
-"""storage: URIs for local paths and s3:// (moto's S3 server on 127.0.0.1)."""
+"""storage: URIs for local paths and s3:// (moto's S3 server on 127.0.0.1); gs:// in
+test_trainer_storage_gcs.py."""
 
 from __future__ import annotations
 
@@ -62,8 +63,8 @@ def test_local_uris_are_normalised(tmp_path: Path):
     assert storage.normalize(str(tmp_path / "a" / ".." / "b/")) == f"file://{tmp_path}/b"
     assert storage.normalize(f"file://{tmp_path}/b/") == f"file://{tmp_path}/b"
     assert storage.join(f"file://{tmp_path}", "x.json") == f"file://{tmp_path}/x.json"
-    with pytest.raises(StorageError, match="^gs://b/k: unsupported URI scheme 'gs'"):
-        storage.normalize("gs://b/k")
+    with pytest.raises(StorageError, match="^hdfs://b/k: unsupported URI scheme 'hdfs'"):
+        storage.normalize("hdfs://b/k")
     with pytest.raises(StorageError, match="^file://host/x: file:// URIs must be absolute"):
         storage.normalize("file://host/x")
 

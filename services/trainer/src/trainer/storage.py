@@ -1,10 +1,15 @@
-"""Read and write files by URI: file:///abs/path, plain paths, or s3://bucket/key.
+"""Read and write files by URI: file:///abs/path, plain paths, s3://bucket/key or gs://bucket/key.
 
-s3:// goes to the S3-compatible endpoint in AWS_ENDPOINT_URL (else MLFLOW_S3_ENDPOINT_URL);
-pyarrow.fs does the I/O, so no s3fs is needed. Credentials come from the AWS SDK's default
-chain: on AWS the pod's IAM role through IRSA (the web identity token EKS mounts, no key
-anywhere); on kind and GCP the AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY of the team's
-storage Secret (GCS's S3-compatible API takes HMAC keys only).
+pyarrow.fs does the I/O, so neither s3fs nor gcsfs is needed, and no credential is ever read
+here: each SDK's default chain finds the pod's own.
+- s3:// goes to the S3-compatible endpoint in AWS_ENDPOINT_URL (else MLFLOW_S3_ENDPOINT_URL),
+  or to AWS S3 by region. On AWS the pod's IAM role through IRSA (the web identity token EKS
+  mounts, no key anywhere); on kind the AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY of the
+  team's storage Secret.
+- gs:// is GCS's own API with Google's default credentials: on GKE the GCP service account
+  the pod's Kubernetes service account is bound to (Workload Identity, no key anywhere).
+  STORAGE_EMULATOR_HOST (http://host:port), the variable Google's clients honour, points it
+  at an emulator instead, anonymously.
 Every function normalises its URI first, so errors always name the canonical URI.
 """
 
@@ -27,6 +32,8 @@ from ml_dependencies import bound
 from trainer.errors import StorageError
 
 _DEFAULT_REGION = "us-east-1"
+_BUCKET_SCHEMES = ("s3", "gs")
+GCS_EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 
 
 def normalize(uri: str) -> str:
@@ -34,17 +41,18 @@ def normalize(uri: str) -> str:
     if not uri:
         raise StorageError("empty URI")
     parsed = urlparse(uri)
-    if parsed.scheme == "s3":
+    if parsed.scheme in _BUCKET_SCHEMES:
         if not parsed.netloc:
-            raise StorageError(f"{uri}: an s3:// URI needs a bucket")
-        return uri.rstrip("/") if parsed.path not in ("", "/") else f"s3://{parsed.netloc}"
+            raise StorageError(f"{uri}: no bucket (expected {parsed.scheme}://<bucket>/<key>)")
+        root = f"{parsed.scheme}://{parsed.netloc}"
+        return uri.rstrip("/") if parsed.path not in ("", "/") else root
     if parsed.scheme == "file":
         if parsed.netloc not in ("", "localhost"):
             raise StorageError(f"{uri}: file:// URIs must be absolute (file:///path)")
         return "file://" + _clean_local(parsed.path)
     if parsed.scheme and len(parsed.scheme) > 1:  # one letter would be a Windows drive
         raise StorageError(
-            f"{uri}: unsupported URI scheme {parsed.scheme!r} (use file:// or s3://)"
+            f"{uri}: unsupported URI scheme {parsed.scheme!r} (use file://, s3:// or gs://)"
         )
     return "file://" + _clean_local(os.path.abspath(uri))
 
@@ -75,11 +83,24 @@ def _s3_filesystem() -> pafs.S3FileSystem:
     return pafs.S3FileSystem(**options)
 
 
+def _gcs_filesystem() -> pafs.GcsFileSystem:
+    """GCS with Google's default credentials, or the emulator in STORAGE_EMULATOR_HOST."""
+    options: dict[str, Any] = bound().pyarrow_gcs_options()
+    emulator = os.environ.get(GCS_EMULATOR_ENV)
+    if emulator:
+        parsed = urlparse(emulator)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise StorageError(f"{GCS_EMULATOR_ENV} {emulator!r} must look like http://host:port")
+        options.update(endpoint_override=parsed.netloc, scheme=parsed.scheme, anonymous=True)
+    return pafs.GcsFileSystem(**options)
+
+
 def _resolve(uri: str) -> tuple[pafs.FileSystem, str]:
     uri = normalize(uri)
     parsed = urlparse(uri)
-    if parsed.scheme == "s3":
-        return _s3_filesystem(), (parsed.netloc + parsed.path).rstrip("/")
+    if parsed.scheme in _BUCKET_SCHEMES:
+        filesystem = _s3_filesystem() if parsed.scheme == "s3" else _gcs_filesystem()
+        return filesystem, (parsed.netloc + parsed.path).rstrip("/")
     return pafs.LocalFileSystem(), parsed.path
 
 
@@ -105,11 +126,13 @@ def list_files(uri: str, suffix: str = "") -> list[str]:
     uri = normalize(uri)
     filesystem, path = _resolve(uri)
     try:
-        infos = filesystem.get_file_info(pafs.FileSelector(path, allow_not_found=False))
-    except FileNotFoundError:
-        raise StorageError(f"{uri}: not found") from None
+        infos = filesystem.get_file_info(pafs.FileSelector(path, allow_not_found=True))
     except OSError as exc:
         raise StorageError(f"{uri}: cannot list: {_one_line(exc)}") from exc
+    # An object store lists a missing folder as empty (pyarrow's GCS, unlike its S3, says
+    # nothing else): only then is it worth asking whether the folder is there.
+    if not infos and _info(uri).type == pafs.FileType.NotFound:
+        raise StorageError(f"{uri}: not found")
     names = sorted(
         info.base_name
         for info in infos
@@ -149,7 +172,7 @@ def write_bytes(data: bytes, uri: str) -> None:
                 if filesystem.get_file_info(temporary).type != pafs.FileType.NotFound:
                     filesystem.delete_file(temporary)
         else:
-            # An S3 PUT is atomic already; object stores have no folders to create.
+            # An S3 or GCS upload is atomic already; object stores have no folders to create.
             with filesystem.open_output_stream(path) as stream:
                 stream.write(data)
     except OSError as exc:
