@@ -1,5 +1,5 @@
 """The read-only MLflow login a model's servers use, and the Secret carrying it, named from
-the model name alone.
+the model name alone; and the registry tag that says where a version serves.
 
 One rule for both sides of the contract: the platform program creates each model's login and
 Secret from the model specs at `pulumi up` (ml_infra.model_identities), and the DAG library
@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+
+# Written by the deployer on the version it promotes (the endpoint it serves at), read by
+# the trainer's monitor to hold the champion's endpoint to the spec's SLO.
+DEPLOYED_ENDPOINT_TAG = "deployed_endpoint"
 
 SERVING_PREFIX = "serve-"
 SERVING_SECRET_SUFFIX = "-mlflow"

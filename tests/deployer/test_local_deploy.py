@@ -22,6 +22,7 @@ from mlflow import MlflowClient
 
 from deployer import processes
 from deployer.targets.local import stop_all_models
+from ml_contract.serving import DEPLOYED_ENDPOINT_TAG
 
 XCOM_KEYS = {"model_name", "version", "model_uri", "endpoint", "previous_version", "target"}
 
@@ -62,6 +63,8 @@ def test_deploy_registers_promotes_serves_and_is_idempotent(
     deployed_at = datetime.fromisoformat(tags["deployed_at"])
     assert abs(datetime.now(UTC) - deployed_at) < timedelta(minutes=5)
     assert tags["source_run_id"] == run_id
+    # The trainer's monitor finds the champion's endpoint under the contract's tag.
+    assert tags[DEPLOYED_ENDPOINT_TAG] == first.xcom["endpoint"]
     assert "previous_champion" not in tags  # the first champion has no predecessor
     endpoint = first.xcom["endpoint"]
     assert serving_version(endpoint) == "1"

@@ -12,16 +12,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 from trainer_helpers import unique
 
 from deployer.metrics import LATENCY_BUCKETS
 from ml_contract import ModelSpec, Slo
+from ml_contract.serving import DEPLOYED_ENDPOINT_TAG
 from trainer.errors import TrainerError
 from trainer.monitor import run_monitor
 from trainer.monitor_slo import (
     breaches,
+    champion_slo,
     check_slo,
     histogram_quantile,
     parse_metrics,
@@ -194,6 +197,20 @@ def test_an_endpoint_that_does_not_answer_breaches_the_slo() -> None:
         result = check_slo(endpoint, Slo(p99_latency_ms=100), sleep=lambda s: None)
     assert result["breached"] is True
     assert result["breaches"] == [f"the endpoint did not answer: {endpoint}/metrics: HTTP 503"]
+
+
+def test_the_champion_is_watched_at_the_endpoint_its_deploy_recorded() -> None:
+    """The deployer records where the champion serves in the contract's tag."""
+    slo = Slo(max_error_rate=0.5)
+    with _serving(FakeServer()) as endpoint:
+        tag = ModelVersionTag(DEPLOYED_ENDPOINT_TAG, endpoint)
+        result = champion_slo(ModelVersion("m", "3", 0, tags=[tag]), slo, sleep=lambda s: None)
+    assert result["checked"] is True and result["endpoint"] == endpoint
+    assert champion_slo(ModelVersion("m", "2", 0), slo) == {
+        "checked": False,
+        "breached": False,
+        "reason": "champion v2 has no deployed_endpoint tag: not deployed here",
+    }
 
 
 @pytest.mark.parametrize("reference", [False, True], ids=["no-reference", "reference-given"])

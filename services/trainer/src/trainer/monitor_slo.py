@@ -21,6 +21,7 @@ from typing import Any
 import requests
 
 from ml_contract import Slo
+from ml_contract.serving import DEPLOYED_ENDPOINT_TAG
 from trainer.errors import TrainerError
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,6 @@ PREDICT_PATH = "/invocations"
 REQUESTS = "model_server_requests_total"
 LATENCY = "model_server_request_duration_seconds"
 START_TIME = "process_start_time_seconds"
-ENDPOINT_TAG = "deployed_endpoint"  # written by the deployer on the version it promotes
 SCRAPE_TIMEOUT_S = 10.0
 
 
@@ -208,9 +208,11 @@ def champion_slo(
 ) -> dict[str, Any]:
     """check_slo at the endpoint the champion `version` (an MLflow ModelVersion) was
     deployed to; not checked when the deployer recorded none."""
-    endpoint = (version.tags or {}).get(ENDPOINT_TAG)
+    endpoint = (version.tags or {}).get(DEPLOYED_ENDPOINT_TAG)
     if not endpoint:
-        reason = f"champion v{version.version} has no {ENDPOINT_TAG} tag: not deployed here"
+        reason = (
+            f"champion v{version.version} has no {DEPLOYED_ENDPOINT_TAG} tag: not deployed here"
+        )
         log.warning("SLO not checked: %s", reason)
         return {"checked": False, "breached": False, "reason": reason}
     result = check_slo(endpoint, slo, window_s, sleep)
