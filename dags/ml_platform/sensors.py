@@ -23,7 +23,9 @@ def wait_for_partition(
     """A deferrable sensor that succeeds once `partition_uri` holds a Parquet file.
 
     s3:// partitions use the Amazon provider's S3KeySensor through the storage connection the
-    deployment defines; file:// ones (the local runtime) the standard FileSensor.
+    deployment defines; gs:// ones (GCP) the platform's own GcsPartitionSensor, which lists
+    with the component's default credentials (Workload Identity); file:// ones (the local
+    runtime) the standard FileSensor.
     """
     config = config or platform_config()
     common = {
@@ -43,10 +45,16 @@ def wait_for_partition(
             aws_conn_id=config.storage.get("airflow_connection", "aws_default"),
             **common,
         )
+    if partition_uri.startswith("gs://"):
+        from ml_platform.gcs_partition import GcsPartitionSensor
+
+        return GcsPartitionSensor(partition_uri=partition_uri.rstrip("/"), **common)
     if pattern.startswith("file://"):
         from airflow.providers.standard.sensors.filesystem import FileSensor
 
         return FileSensor(
             filepath=pattern.removeprefix("file://"), fs_conn_id=LOCAL_FS_CONNECTION, **common
         )
-    raise ValueError(f"partition {partition_uri!r}: only s3:// and file:// URIs are supported")
+    raise ValueError(
+        f"partition {partition_uri!r}: only s3://, gs:// and file:// URIs are supported"
+    )

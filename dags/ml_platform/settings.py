@@ -106,12 +106,14 @@ class TeamIdentity:
     team: str
     service_account: str
     mlflow_secret: str  # the team's MLflow login
-    storage_secret: str  # the team's key to its folder of the datasets bucket
+    # The team's storage settings (kind: its key to its folder of the datasets bucket; AWS:
+    # the region). None on GCP: the service account carries the identity (Workload Identity).
+    storage_secret: str | None = None
 
     @property
-    def secrets(self) -> tuple[str, str]:
+    def secrets(self) -> tuple[str, ...]:
         """The Secrets in the training namespace that are this team's alone."""
-        return (self.mlflow_secret, self.storage_secret)
+        return tuple(s for s in (self.mlflow_secret, self.storage_secret) if s)
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,8 @@ class Notifications:
         return tuple(c for c in (self.email, self.slack) if c is not None)
 
 
-TEAM_IDENTITY_KEYS = ("service_account", "mlflow_secret", "storage_secret")
+TEAM_IDENTITY_KEYS = ("service_account", "mlflow_secret")
+OPTIONAL_TEAM_IDENTITY_KEYS = ("storage_secret",)
 
 
 @dataclass(frozen=True)
@@ -256,16 +259,22 @@ def _parse_teams(raw: Any) -> dict[str, TeamIdentity]:
         raise PlatformConfigError(f"{CONFIG_ENV}: teams must map each team to its identities")
     return {
         team: TeamIdentity(
-            team=team, **_identity_strings(names, TEAM_IDENTITY_KEYS, f"teams.{team}")
+            team=team,
+            **_identity_strings(
+                names, TEAM_IDENTITY_KEYS, f"teams.{team}", OPTIONAL_TEAM_IDENTITY_KEYS
+            ),
         )
         for team, names in raw.items()
     }
 
 
-def _identity_strings(names: Any, keys: tuple[str, ...], where: str) -> dict[str, str]:
+def _identity_strings(
+    names: Any, keys: tuple[str, ...], where: str, optional: tuple[str, ...] = ()
+) -> dict[str, str]:
     if not isinstance(names, dict):
         raise PlatformConfigError(f"{CONFIG_ENV}: {where} must be a mapping")
     values = {key: _require(names, key, f"{where}.") for key in keys}
+    values.update({key: names[key] for key in optional if key in names})
     for key, value in values.items():
         if not isinstance(value, str) or not value:
             raise PlatformConfigError(f"{CONFIG_ENV}: {where}.{key} must be a non-empty string")

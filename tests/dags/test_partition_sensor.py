@@ -1,4 +1,5 @@
-"""wait_for_partition: a deferrable sensor for s3:// (storage connection) or file:// partitions."""
+"""wait_for_partition: a deferrable sensor for s3:// (storage connection), gs:// (the platform's
+own, test_gcs_partition.py) or file:// partitions."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from airflow.providers.amazon.aws.sensors.s3 import S3KeySensor
 from airflow.providers.standard.sensors.filesystem import FileSensor
 from airflow.sdk import DAG
 
+from ml_platform.gcs_partition import GcsPartitionSensor
 from ml_platform.sensors import LOCAL_FS_CONNECTION, wait_for_partition
 from ml_platform.settings import DEFAULT_CONFIG_FILE, PlatformConfig, parse_config
 
@@ -50,11 +52,23 @@ def test_file_partition():
     assert sensor.deferrable is True
 
 
+def test_gs_partition():
+    sensor = wait_for_partition(
+        "wait", "gs://ml-datasets/daily/{{ ds }}/", poke_interval=timedelta(minutes=2), config=KIND
+    )
+    assert isinstance(sensor, GcsPartitionSensor)
+    assert sensor.partition_uri == "gs://ml-datasets/daily/{{ ds }}"
+    assert sensor.suffix == ".parquet"
+    assert sensor.deferrable is True
+    assert sensor.poke_interval == 120
+    assert sensor.timeout == timedelta(hours=6).total_seconds()
+
+
 @pytest.mark.parametrize(
-    "uri", ["gs://bucket/daily/2026-01-01", "/data/daily/2026-01-01", "S3:/bucket/x", "ml-datasets"]
+    "uri", ["hdfs://bucket/daily/2026-01-01", "/data/daily/2026-01-01", "S3:/b/x", "ml-datasets"]
 )
 def test_other_schemes_are_refused(uri: str):
-    with pytest.raises(ValueError, match=f"partition '{uri}': only s3:// and file://"):
+    with pytest.raises(ValueError, match=f"partition '{uri}': only s3://, gs:// and file://"):
         wait_for_partition("wait", uri, config=KIND)
 
 

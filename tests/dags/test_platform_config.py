@@ -104,6 +104,14 @@ MALFORMED = {
         "pools[1].gpu.stands_in_for must be a list of GPU type names",
     ),
     "empty pools": (_setting([], "pools"), "pools is empty"),
+    "team without an mlflow login": (
+        _without("teams", "examples", "mlflow_secret"),
+        "missing key teams.examples.mlflow_secret",
+    ),
+    "empty storage secret": (
+        _setting("", "teams", "examples", "storage_secret"),
+        "teams.examples.storage_secret must be a non-empty string",
+    ),
 }
 
 
@@ -142,3 +150,21 @@ def test_unknown_platform_image_names_the_known_ones(monkeypatch: pytest.MonkeyP
     monkeypatch.delenv(CONFIG_ENV, raising=False)
     with pytest.raises(PlatformConfigError, match=r"'serving' \(known: deployer, trainer\)"):
         platform_config().images.ref("serving")
+
+
+def test_a_team_without_a_storage_secret_has_its_mlflow_login_alone(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """GCP's documents: the team's service account carries its storage identity (Workload
+    Identity), so no storage Secret is named and pods get none."""
+    doc = copy.deepcopy(DEFAULT_DOC)
+    del doc["teams"]["examples"]["storage_secret"]
+    monkeypatch.setenv(CONFIG_ENV, json.dumps(doc))
+    team = platform_config().team_identity("examples")
+    assert team is not None
+    assert team.storage_secret is None
+    assert team.secrets == ("team-examples-mlflow",)
+    assert platform_config().team_identity("ml-platform").secrets == (
+        "team-ml-platform-mlflow",
+        "team-ml-platform-storage",
+    )

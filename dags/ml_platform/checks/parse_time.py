@@ -49,6 +49,7 @@ PLATFORM_PRELOAD = (
     "airflow.sdk",
     "ml_platform.container",
     "ml_platform.sensors",
+    "ml_platform.gcs_partition",
     "ml_platform.sweep",
     "ml_platform.trainer_params",
     "ml_platform.training_dag",
