@@ -3,8 +3,11 @@
 The chart's own Postgres and Helm hooks are off (Pulumi waits for the migration Job like
 any other object); secrets come from Secrets the program created; DAGs come from this
 repository (a GitDagBundle in the cloud, the kind nodes' mounted checkout locally); task
-logs go to the logs bucket; and every component gets ML_PLATFORM_CONFIG, the platform's
-pool catalog and names, plus the pod_mutation_hook in airflow_local_settings.
+logs go to the logs bucket (s3://, or gs:// on GCP through the Google provider the image
+has, with a keyless connection: Workload Identity); and every component gets
+ML_PLATFORM_CONFIG, the platform's pool catalog and names, plus the pod_mutation_hook in
+airflow_local_settings. On GCP the triggerer also gets the platform's GCS trigger
+(ml_infra.triggerer_modules).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from ml_infra.platform_secrets import (
 )
 from ml_infra.resources import StorageAccess
 from ml_infra.team_identities import AIRFLOW_STORAGE, airflow_storage_components
+from ml_infra.triggerer_modules import triggerer_values
 
 PLATFORM_CONFIG_ENV = "ML_PLATFORM_CONFIG"
 DAG_BUNDLE = "ml-platform"
@@ -99,6 +103,10 @@ COMPUTED_KEYS = (
     "config.logging.remote_log_conn_id",
     *(f"{component}.serviceAccount.name" for component in AIRFLOW_SERVICE_ACCOUNTS),
     *(f"{component}.serviceAccount.annotations" for component in AIRFLOW_SERVICE_ACCOUNTS),
+    "triggerer.extraVolumes",
+    "triggerer.extraVolumeMounts",
+    "triggerer.env",
+    "triggerer.podAnnotations",
 )
 
 
@@ -137,8 +145,8 @@ def dag_bundles(config: StackConfig) -> list[dict[str, Any]]:
 
 def storage_account_values(config: StackConfig, storage: StorageAccess) -> dict[str, Any]:
     """The service accounts of the components that reach storage, named as the storage
-    role's trust policy names them and, on AWS, annotated with that role."""
-    annotations = storage.role_annotations(AIRFLOW_STORAGE)
+    identity's trust names them and, in the cloud, annotated with that identity."""
+    annotations = storage.identity_annotations(AIRFLOW_STORAGE)
     values: dict[str, Any] = {}
     for component in airflow_storage_components(config):
         account: dict[str, Any] = {"name": AIRFLOW_SERVICE_ACCOUNTS[component]}
@@ -154,8 +162,9 @@ def airflow_computed_values(
     airflow = config.airflow
     celery = airflow.executor == "CeleryExecutor"
     connection = config.storage.airflow_connection
+    document = platform_document(config)
     env = [
-        {"name": PLATFORM_CONFIG_ENV, "value": json.dumps(platform_document(config))},
+        {"name": PLATFORM_CONFIG_ENV, "value": json.dumps(document)},
     ]
     values: dict[str, Any] = {
         "executor": airflow.executor,
@@ -201,12 +210,15 @@ def airflow_computed_values(
         "config": {
             "logging": {
                 "remote_logging": "True",
-                "remote_base_log_folder": f"s3://{config.storage.buckets.logs}/logs",
+                "remote_base_log_folder": f"{document['storage']['logs_uri']}/logs",
                 "remote_log_conn_id": connection,
             }
         },
     }
     values.update(storage_account_values(config, storage))
+    trigger_modules = triggerer_values(config)
+    if trigger_modules:
+        values["triggerer"].update(trigger_modules)
     if celery:
         values["redis"]["passwordSecretName"] = AIRFLOW_REDIS_SECRET
         values["data"]["brokerUrlSecretName"] = AIRFLOW_BROKER_SECRET

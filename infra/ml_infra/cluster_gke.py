@@ -8,6 +8,10 @@ Google APIs (GCS among them) are reached through Private Google Access: a privat
 answers every *.googleapis.com name with the private.googleapis.com addresses, so pods'
 storage egress is allowed to that range alone. Airflow's volumes use the `pd-balanced`
 StorageClass declared here (PD CSI driver), not whatever GKE makes the default.
+
+Workload Identity is on: every node pool runs GKE's metadata server (GKE_METADATA), which
+hands a pod the tokens of the GCP service account its Kubernetes service account is bound to
+(ml_infra.storage_gcp), and never the node's own service account.
 """
 
 from __future__ import annotations
@@ -36,6 +40,13 @@ DNS_TTL = 300
 # Airflow's volumes name it (helm/airflow/values-dev.yaml); tests check the two agree.
 STORAGE_CLASS = "pd-balanced"
 PD_CSI_PROVISIONER = "pd.csi.storage.gke.io"
+# Pods see GKE's metadata server, not the Compute Engine one with the node's credentials.
+WORKLOAD_METADATA_MODE = "GKE_METADATA"
+
+
+def workload_pool(project: str) -> str:
+    """The project's Workload Identity pool, the one GKE clusters of the project use."""
+    return f"{project}.svc.id.goog"
 
 
 class Network:
@@ -152,7 +163,9 @@ def _storage_class(provider: k8s.Provider, node_pools: list[pulumi.Resource]) ->
 
 def declare_gke_cluster(
     config: StackConfig, opts: pulumi.ResourceOptions
-) -> tuple[ClusterAccess, Network]:
+) -> tuple[ClusterAccess, Network, pulumi.Output[str]]:
+    """The cluster, its network, and its Workload Identity pool (the storage identities'
+    bindings name it: known once the cluster has it)."""
     name = f"ml-platform-{config.environment}"
     network = Network(config, opts)
     nodes_account = gcp.serviceaccount.Account(
@@ -183,6 +196,7 @@ def declare_gke_cluster(
             "services_secondary_range_name": "services",
         },
         datapath_provider="ADVANCED_DATAPATH",
+        workload_identity_config={"workload_pool": workload_pool(config.gcp.project)},
         # The PD CSI driver provisions the StorageClass's disks: on by default, declared here.
         addons_config={"gce_persistent_disk_csi_driver_config": {"enabled": True}},
         release_channel={"channel": config.gcp.release_channel},
@@ -222,6 +236,7 @@ def declare_gke_cluster(
                     "labels": dict(pool.labels),
                     "taints": node_pool_taints(pool),
                     "guest_accelerators": guest_accelerators(pool),
+                    "workload_metadata_config": {"mode": WORKLOAD_METADATA_MODE},
                 },
                 opts=opts,
             )
@@ -229,4 +244,5 @@ def declare_gke_cluster(
     provider = k8s.Provider("gke", kubeconfig=_kubeconfig(cluster))
     ready = [*node_pools, _storage_class(provider, node_pools)]
     access = ClusterAccess(provider=provider, ready=ready, storage_cidrs=network.storage_cidrs)
-    return access, network
+    pool = cluster.workload_identity_config.apply(lambda wi: wi.workload_pool)
+    return access, network, pool

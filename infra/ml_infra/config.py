@@ -111,7 +111,8 @@ class Buckets:
 @dataclass(frozen=True)
 class Storage:
     buckets: Buckets
-    credentials_secret: str
+    # The MLflow server's storage Secret; None on GCP, where no storage Secret exists.
+    credentials_secret: str | None
     airflow_connection: str
 
 
@@ -532,7 +533,7 @@ def _images(root: Section, cloud: str) -> Images:
     return result
 
 
-def _storage(root: Section) -> Storage:
+def _storage(root: Section, cloud: str) -> Storage:
     storage = root.section("storage")
     buckets = storage.section("buckets")
     values = {
@@ -548,11 +549,19 @@ def _storage(root: Section) -> Storage:
             f"{storage.key('airflow_connection')}: {connection!r} is not a connection id "
             "(lowercase letters, digits and '_')"
         )
+    secret_key = storage.key("credentials_secret")
+    if cloud == "gcp":
+        if storage.optional_str("credentials_secret") is not None:
+            raise StackConfigError(
+                f"{secret_key}: not used on gcp (pods reach GCS with Workload Identity, no "
+                "Secret holds storage credentials): remove the key"
+            )
+        credentials_secret = None
+    else:
+        credentials_secret = _check_dns_label(storage.str("credentials_secret"), secret_key)
     result = Storage(
         buckets=Buckets(**values),
-        credentials_secret=_check_dns_label(
-            storage.str("credentials_secret"), storage.key("credentials_secret")
-        ),
+        credentials_secret=credentials_secret,
         airflow_connection=connection,
     )
     storage.done()
@@ -855,7 +864,7 @@ def parse_stack_config(
         namespaces=namespaces,
         service_accounts=service_accounts,
         images=_images(root, cloud),
-        storage=_storage(root),
+        storage=_storage(root, cloud),
         pools=pools,
         training_gpu_quota=gpu_quota,
         mlflow=_mlflow(root),

@@ -13,8 +13,6 @@ SEAWEEDFS_RELEASE = "seaweedfs"
 AIRFLOW_API_PORT = 8080
 SEAWEEDFS_S3_PORT = 8333
 POSTGRES_PORT = 5432
-# GCS's S3-compatible XML API: DAGs, trainer and MLflow speak S3 to every environment.
-GCS_S3_ENDPOINT = "https://storage.googleapis.com"
 SERVING_PORT = 8080  # the model server's container port (services/deployer)
 # The Airflow chart's service account of each component (values key -> account name, the
 # chart's default `<release>-<component>`; airflow_release sets the names it relies on).
@@ -47,20 +45,26 @@ def airflow_url(config: StackConfig) -> str:
     return f"http://{host}:{AIRFLOW_API_PORT}"
 
 
+def storage_scheme(config: StackConfig) -> str:
+    """How the stack's buckets are addressed: gs:// on GCP (GCS's own API, Workload Identity),
+    s3:// elsewhere (S3 on AWS, SeaweedFS's S3 API on kind)."""
+    return "gs" if config.cloud == "gcp" else "s3"
+
+
 def storage_endpoint(config: StackConfig) -> str | None:
-    """Where the S3 API is; None on AWS, where clients find S3 by region."""
+    """Where the S3 API is: SeaweedFS on kind; None on AWS, where clients find S3 by region,
+    and on GCP, where clients speak GCS's own API."""
     if config.cloud == "kind":
         # The chart's all-in-one mode names its Service <release>-all-in-one.
         host = service_host(f"{SEAWEEDFS_RELEASE}-all-in-one", config.namespaces["storage"])
         return f"http://{host}:{SEAWEEDFS_S3_PORT}"
-    if config.cloud == "gcp":
-        return GCS_S3_ENDPOINT
     return None
 
 
 def storage_region(config: StackConfig) -> str:
-    """The region S3 clients sign requests for."""
+    """The region S3 clients sign requests for (S3 stacks only)."""
     if config.cloud == "aws":
         return config.aws.region
-    # SeaweedFS accepts any region; GCS's S3 API expects "auto".
-    return "us-east-1" if config.cloud == "kind" else "auto"
+    if config.cloud == "kind":
+        return "us-east-1"  # SeaweedFS accepts any region
+    raise ValueError(f"{config.cloud}: storage is not reached through the S3 API here")

@@ -1,4 +1,8 @@
-"""MLflow: community-charts/mlflow with a PostgreSQL backend, proxied S3 artifacts and auth on.
+"""MLflow: community-charts/mlflow with a PostgreSQL backend, proxied artifacts and auth on.
+
+Artifacts: the server proxies them (clients hold no bucket credentials) to the artifacts
+bucket, s3:// on kind and AWS, gs:// on GCP, where the chart's burakince/mlflow image brings
+google-cloud-storage and the server's service account its Workload Identity.
 
 Why this chart: MLflow publishes no chart of its own; community-charts/mlflow is maintained
 (it follows MLflow releases within days), takes the backend store, the artifact store and
@@ -21,6 +25,7 @@ from ml_infra.endpoints import (
     service_host,
     storage_endpoint,
     storage_region,
+    storage_scheme,
 )
 from ml_infra.helm_release import helm_release
 from ml_infra.helm_values import merge
@@ -35,6 +40,7 @@ COMPUTED_KEYS = (
     "backendStore.postgres",
     "backendStore.existingDatabaseSecret",
     "artifactRoot.s3",
+    "artifactRoot.gcs",
     "auth.existingAdminSecret",
     "auth.postgres",
     "extraEnvVars",
@@ -58,10 +64,14 @@ def allowed_hosts(config: StackConfig) -> list[str]:
 
 
 def artifact_store(config: StackConfig, storage: StorageAccess) -> dict[str, Any]:
-    """The artifacts bucket, reached with the MLflow identity's key where it has one; on AWS
-    the server's service account assumes the identity's role and boto3 finds the web
-    identity token itself."""
-    s3: dict[str, Any] = {"enabled": True, "bucket": config.storage.buckets.artifacts}
+    """The artifacts bucket, reached with the MLflow identity's key where it has one. In the
+    cloud the server's service account carries the identity: on AWS boto3 finds the web
+    identity token of its role itself, on GCP google-cloud-storage the Workload Identity
+    tokens of its GCP service account (the chart's gcs store has no credential values)."""
+    bucket = config.storage.buckets.artifacts
+    if storage_scheme(config) == "gs":
+        return {"gcs": {"enabled": True, "bucket": bucket}}
+    s3: dict[str, Any] = {"enabled": True, "bucket": bucket}
     if storage.key(MLFLOW_STORAGE) is not None:
         s3["existingSecret"] = {
             "name": config.storage.credentials_secret,
@@ -79,10 +89,12 @@ def mlflow_computed_values(
         "host": server.host,
         "port": server.port,
     }
-    extra_env = {"AWS_DEFAULT_REGION": storage_region(config), "PGSSLMODE": server.sslmode}
-    endpoint = storage_endpoint(config)
-    if endpoint:
-        extra_env["MLFLOW_S3_ENDPOINT_URL"] = endpoint
+    extra_env = {"PGSSLMODE": server.sslmode}
+    if storage_scheme(config) == "s3":
+        extra_env["AWS_DEFAULT_REGION"] = storage_region(config)
+        endpoint = storage_endpoint(config)
+        if endpoint:
+            extra_env["MLFLOW_S3_ENDPOINT_URL"] = endpoint
     login = {"name": MLFLOW_DATABASE_SECRET, "usernameKey": "username", "passwordKey": "password"}
     return {
         "service": {"port": config.mlflow.port, "containerPort": config.mlflow.port},
@@ -101,10 +113,10 @@ def mlflow_computed_values(
         },
         "extraEnvVars": extra_env,
         "serverAllowedHosts": allowed_hosts(config),
-        # Named here: the MLflow storage role's trust policy names it.
+        # Named here: the MLflow storage identity's trust names it.
         "serviceAccount": {
             "name": MLFLOW_SERVICE_ACCOUNT,
-            "annotations": storage.role_annotations(MLFLOW_STORAGE),
+            "annotations": storage.identity_annotations(MLFLOW_STORAGE),
         },
     }
 

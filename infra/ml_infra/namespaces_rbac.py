@@ -108,7 +108,7 @@ def _team_account_metadata(
     meta = metadata(
         identity.service_account, config.namespaces["training"], {TEAM_LABEL: identity.team}
     )
-    annotations = storage.role_annotations(identity.storage_identity)
+    annotations = storage.identity_annotations(identity.storage_identity)
     if annotations:
         meta["annotations"] = annotations
     return meta
@@ -136,8 +136,9 @@ def declare_service_accounts(
         )
         for role, ns_role, token in wanted
     ]
-    # A team's pods run as the team (no API token: they never call Kubernetes); on AWS the
-    # account carries the team's storage role, which EKS hands its pods as a web identity.
+    # A team's pods run as the team (no API token: they never call Kubernetes); in the cloud
+    # the account carries the team's storage identity, which EKS (IRSA) or GKE (Workload
+    # Identity) hands its pods.
     teams = [
         k8s.core.v1.ServiceAccount(
             f"sa-{identity.service_account}",

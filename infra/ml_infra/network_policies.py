@@ -22,9 +22,12 @@ in the cloud HTTPS to the addresses the cluster's network reaches it at, and no 
 through a gateway endpoint; on GKE Private Google Access's private.googleapis.com range,
 which a private DNS zone makes every *.googleapis.com name resolve to.
 
-Credentials for object storage, on EKS only (IRSA: training, airflow and mlflow pods trade
-their web identity token at STS): HTTPS to the private subnets, where the VPC's STS interface
-endpoint answers for sts.<region>.amazonaws.com. kind and GCP use keys: no such rule.
+Credentials for object storage, for the same pods: on EKS (IRSA: they trade their web
+identity token at STS) HTTPS to the private subnets, where the VPC's STS interface endpoint
+answers for sts.<region>.amazonaws.com; on GKE (Workload Identity) the GKE metadata server at
+169.254.169.254:80, which hands them their GCP service account's tokens (Dataplane V2 checks
+the policy against that address before the node redirects it to the server). kind uses keys:
+no such rule.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ from ml_infra.kube import k8s_opts, metadata
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by Kubernetes on every namespace
 KUBE_API_PORTS = (443, 6443)  # the Service's port and the API server's own
+# GKE's metadata server as pods address it (Workload Identity's token endpoint).
+GKE_METADATA_SERVER = ("169.254.169.254/32", 80)
 
 
 def _namespace(name: str) -> dict:
@@ -78,11 +83,15 @@ def _storage_egress(config: StackConfig, storage_cidrs: pulumi.Input[Sequence[st
 def _credential_egress(config: StackConfig) -> list[dict]:
     """EKS: HTTPS to the private subnets, where the STS endpoint's interfaces are (its
     addresses are AWS's pick within them). The subnets come from the config, split the way
-    the cluster's network splits them. Elsewhere none: storage identities have keys."""
-    if config.cloud != "aws" or not config.aws:
-        return []
-    cidrs = private_subnet_cidrs(config.aws)
-    return [{"to": [{"ipBlock": {"cidr": cidr}} for cidr in cidrs], "ports": _tcp(443)}]
+    the cluster's network splits them. GKE: the metadata server, the one place Workload
+    Identity tokens come from. kind: none, storage identities have keys."""
+    if config.cloud == "aws" and config.aws:
+        cidrs = private_subnet_cidrs(config.aws)
+        return [{"to": [{"ipBlock": {"cidr": cidr}} for cidr in cidrs], "ports": _tcp(443)}]
+    if config.cloud == "gcp":
+        cidr, port = GKE_METADATA_SERVER
+        return [{"to": [{"ipBlock": {"cidr": cidr}}], "ports": _tcp(port)}]
+    return []
 
 
 def _kube_api_egress(config: StackConfig) -> dict:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from ml_infra.config import Pool, StackConfig
-from ml_infra.endpoints import mlflow_url, storage_endpoint
+from ml_infra.endpoints import mlflow_url, storage_endpoint, storage_scheme
 from ml_infra.notifications import notifications_document
-from ml_infra.team_identities import team_identities
+from ml_infra.team_identities import has_storage_secrets, team_identities
 
 
 def _gpu(pool: Pool) -> dict[str, Any] | None:
@@ -60,10 +60,11 @@ def _pool(pool: Pool) -> dict[str, Any]:
 
 def platform_document(config: StackConfig) -> dict[str, Any]:
     buckets = config.storage.buckets
+    scheme = storage_scheme(config)
     storage = {
-        "datasets_uri": f"s3://{buckets.datasets}",
-        "artifacts_uri": f"s3://{buckets.artifacts}",
-        "logs_uri": f"s3://{buckets.logs}",
+        "datasets_uri": f"{scheme}://{buckets.datasets}",
+        "artifacts_uri": f"{scheme}://{buckets.artifacts}",
+        "logs_uri": f"{scheme}://{buckets.logs}",
         "airflow_connection": config.storage.airflow_connection,
     }
     endpoint = storage_endpoint(config)
@@ -81,7 +82,10 @@ def platform_document(config: StackConfig) -> dict[str, Any]:
         },
         "mlflow": {"tracking_uri": mlflow_url(config)},
         # Each team's identities; the DAG library gives a team's pods its own (task_policy).
-        "teams": {identity.team: identity.document() for identity in team_identities(config)},
+        "teams": {
+            identity.team: identity.document(has_storage_secrets(config))
+            for identity in team_identities(config)
+        },
         "storage": storage,
         "pools": [_pool(pool) for pool in config.pools],
         # Created by the program (ml_infra.airflow_pools) and by the local runtime.

@@ -3,6 +3,8 @@
 Every value is a Pulumi secret (encrypted in the state). Pods get them by reference: the
 platform's container tasks load the storage and MLflow credentials Secrets with envFrom,
 Airflow and MLflow read theirs through their charts' `*SecretName` / `existingSecret` values.
+On GCP no storage Secret exists: pods reach GCS as their service account's GCP service
+account (Workload Identity), with nothing to hand them.
 """
 
 from __future__ import annotations
@@ -19,7 +21,12 @@ from ml_infra.generated_secrets import GeneratedSecrets
 from ml_infra.kube import secret
 from ml_infra.model_identities import model_identities
 from ml_infra.resources import DatabaseServer, StorageAccess, StorageKey
-from ml_infra.team_identities import AIRFLOW_STORAGE, MLFLOW_STORAGE, team_identities
+from ml_infra.team_identities import (
+    AIRFLOW_STORAGE,
+    MLFLOW_STORAGE,
+    has_storage_secrets,
+    team_identities,
+)
 
 AIRFLOW_METADATA_SECRET = "airflow-metadata"
 AIRFLOW_FERNET_SECRET = "airflow-fernet-key"
@@ -47,9 +54,16 @@ def connection_env_name(connection_id: str) -> str:
 def storage_connection(
     config: StackConfig, access_key_id: str | None = None, secret_key: str | None = None
 ) -> str:
-    """The Airflow `aws` connection the partition sensor and remote logging use (JSON form).
-    Without a key (AWS) the provider falls back to boto3's default chain, which finds the web
-    identity token EKS mounts for the component's role."""
+    """The Airflow connection remote logging (and the s3:// partition sensor) use, JSON form.
+
+    GCP: a `google_cloud_platform` connection with no key, so the Google provider takes the
+    default credentials: the component's Workload Identity. Elsewhere an `aws` one; without a
+    key (AWS) the provider falls back to boto3's default chain, which finds the web identity
+    token EKS mounts for the component's role."""
+    if config.cloud == "gcp":
+        return json.dumps(
+            {"conn_type": "google_cloud_platform", "extra": {"project": config.gcp.project}}
+        )
     extra = {"region_name": storage_region(config)}
     endpoint = storage_endpoint(config)
     if endpoint:
@@ -91,14 +105,19 @@ def declare_credentials_secrets(
     a team's pods get the team's MLflow login and dataset key in the training namespace, a
     model's servers the model's own read-only login in the serving namespace. On AWS the storage
     Secrets hold no key, only the region: pods get their identity's role through their
-    service account (IRSA)."""
-    wanted: list[tuple[str, str, str, dict[str, Any]]] = [
-        (
-            "storage-credentials-mlflow",
-            config.storage.credentials_secret,
-            "mlflow",
-            storage_env(config, storage.key(MLFLOW_STORAGE)),
-        ),
+    service account (IRSA). On GCP there are none (has_storage_secrets)."""
+    storage_secrets = has_storage_secrets(config)
+    wanted: list[tuple[str, str, str, dict[str, Any]]] = []
+    if storage_secrets:
+        wanted.append(
+            (
+                "storage-credentials-mlflow",
+                config.storage.credentials_secret,
+                "mlflow",
+                storage_env(config, storage.key(MLFLOW_STORAGE)),
+            )
+        )
+    wanted += [
         (
             "mlflow-credentials-mlflow",
             config.mlflow.credentials_secret,
@@ -114,20 +133,23 @@ def declare_credentials_secrets(
     ]
     passwords = generated.mlflow_user_passwords
     for identity in team_identities(config):
-        wanted += [
+        wanted.append(
             (
                 identity.mlflow_secret,
                 identity.mlflow_secret,
                 "training",
                 mlflow_login(identity.mlflow_user, passwords[identity.mlflow_user]),
-            ),
-            (
-                identity.storage_secret,
-                identity.storage_secret,
-                "training",
-                storage_env(config, storage.key(identity.storage_identity)),
-            ),
-        ]
+            )
+        )
+        if storage_secrets:
+            wanted.append(
+                (
+                    identity.storage_secret,
+                    identity.storage_secret,
+                    "training",
+                    storage_env(config, storage.key(identity.storage_identity)),
+                )
+            )
     for model in model_identities(config):
         wanted.append(
             (

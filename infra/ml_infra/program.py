@@ -45,6 +45,7 @@ from ml_infra.stack_settings import load_stack_config
 from ml_infra.storage_aws import declare_s3_storage
 from ml_infra.storage_gcp import declare_gcs_storage
 from ml_infra.storage_kind import declare_kind_storage
+from ml_infra.triggerer_modules import declare_trigger_modules
 
 
 @dataclass(frozen=True)
@@ -90,8 +91,9 @@ def _aws_foundation(config: StackConfig, generated: GeneratedSecrets):
 def _gcp_foundation(config: StackConfig, generated: GeneratedSecrets):
     provider = gcp.Provider("gcp", project=config.gcp.project, region=config.gcp.region)
     opts = pulumi.ResourceOptions(provider=provider)
-    cluster, network = declare_gke_cluster(config, opts)
-    storage = declare_gcs_storage(config, opts)
+    cluster, network, workload_pool = declare_gke_cluster(config, opts)
+    # Each storage identity's service account trusts the cluster's pool (Workload Identity).
+    storage = declare_gcs_storage(config, workload_pool, opts)
     server = declare_cloud_sql(config, network, generated.postgres_admin_password, opts)
     namespaces = declare_namespaces(config, cluster.provider)
     admin = declare_postgres_admin_secret(
@@ -120,6 +122,7 @@ def declare_platform(config: StackConfig, values: ValuesFiles) -> None:
         config, provider, namespaces["airflow"], storage, generated
     )
     airflow_secrets += declare_notification_connections(config, provider, namespaces["airflow"])
+    airflow_secrets += declare_trigger_modules(config, provider, namespaces["airflow"])
     database_setup = declare_database_setup(
         config,
         provider,

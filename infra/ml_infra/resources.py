@@ -13,6 +13,9 @@ IRSA_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
 # Pods reach STS only at its regional name, which the VPC's interface endpoint answers: ask
 # the webhook for AWS_STS_REGIONAL_ENDPOINTS=regional whatever the cluster's default.
 IRSA_REGIONAL_STS_ANNOTATION = "eks.amazonaws.com/sts-regional-endpoints"
+# GKE's metadata server gives pods of an annotated service account the access tokens of that
+# GCP service account (Workload Identity), which Google's client libraries find by default.
+WORKLOAD_IDENTITY_ANNOTATION = "iam.gke.io/gcp-service-account"
 
 
 @dataclass(frozen=True)
@@ -33,28 +36,33 @@ class StorageKey:
 
 @dataclass(frozen=True)
 class StorageAccess:
-    # Per storage identity (ml_infra.team_identities.storage_grants) either a key (kind, GCP)
-    # or the ARN of an IAM role its service accounts assume (AWS, IRSA), each reaching only
-    # what that identity is granted.
+    # Per storage identity (ml_infra.team_identities.storage_grants) one of: a key (kind), the
+    # ARN of an IAM role its service accounts assume (AWS, IRSA), or the email of a GCP
+    # service account its service accounts act as (GCP, Workload Identity); each reaches
+    # only what that identity is granted.
     keys: dict[str, StorageKey] = field(default_factory=dict)
     role_arns: dict[str, pulumi.Output[str]] = field(default_factory=dict)
+    gcp_accounts: dict[str, pulumi.Output[str]] = field(default_factory=dict)
     ready: list[pulumi.Resource] = field(default_factory=list)
 
     def key(self, identity: str) -> StorageKey | None:
-        """The identity's key; None where it has a role instead (every identity has one)."""
-        if identity in self.role_arns:
+        """The identity's key; None where its pods get it from their service account."""
+        if identity in self.role_arns or identity in self.gcp_accounts:
             return None
         return self.keys[identity]
 
-    def role_annotations(self, identity: str) -> dict[str, pulumi.Output[str]]:
-        """The service account annotations that let EKS hand a pod the identity's role, from
-        the regional STS endpoint."""
-        if identity not in self.role_arns:
-            return {}
-        return {
-            IRSA_ROLE_ANNOTATION: self.role_arns[identity],
-            IRSA_REGIONAL_STS_ANNOTATION: "true",
-        }
+    def identity_annotations(self, identity: str) -> dict[str, pulumi.Output[str] | str]:
+        """The service account annotations that let the cluster hand a pod the identity: on
+        EKS its role (from the regional STS endpoint), on GKE its GCP service account; none
+        where the identity is a key."""
+        if identity in self.role_arns:
+            return {
+                IRSA_ROLE_ANNOTATION: self.role_arns[identity],
+                IRSA_REGIONAL_STS_ANNOTATION: "true",
+            }
+        if identity in self.gcp_accounts:
+            return {WORKLOAD_IDENTITY_ANNOTATION: self.gcp_accounts[identity]}
+        return {}
 
 
 @dataclass(frozen=True)

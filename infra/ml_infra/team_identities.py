@@ -3,8 +3,10 @@ reach in storage.
 
 A team's DAGs (dags/teams/<team>/, the platform's own at the top of dags/) run their pods
 under the team's Kubernetes service account with the team's MLflow login and the team's
-storage key, which reaches only the team's folder of the datasets bucket. Artifacts go
-through MLflow's proxy, so no team holds a key to the artifacts bucket. A model server gets
+storage identity, which reaches only the team's folder of the datasets bucket: a key in the
+team's storage Secret on kind, the IAM role (AWS, IRSA) or GCP service account (GKE Workload
+Identity) the team's service account is bound to in the cloud. Artifacts go through MLflow's
+proxy, so no team reaches the artifacts bucket. A model server gets
 a read-only login of its own model, not of its team (ml_infra.model_identities). The names
 are made here once and reach the DAG library in the platform document.
 """
@@ -46,7 +48,7 @@ class TeamIdentity:
         return f"team-{self.team}-mlflow"
 
     @property
-    def storage_secret(self) -> str:  # in the training namespace
+    def storage_secret(self) -> str:  # in the training namespace, where it exists
         return f"team-{self.team}-storage"
 
     @property
@@ -59,13 +61,20 @@ class TeamIdentity:
             return PLATFORM_DATASET_PREFIXES
         return (f"{TEAMS_PREFIX}/{self.team}/",)
 
-    def document(self) -> dict[str, str]:
-        """What the DAG library needs to give a team's pods their identity."""
-        return {
-            "service_account": self.service_account,
-            "mlflow_secret": self.mlflow_secret,
-            "storage_secret": self.storage_secret,
-        }
+    def document(self, storage_secret: bool) -> dict[str, str]:
+        """What the DAG library needs to give a team's pods their identity; the storage
+        Secret only where the stack has one (has_storage_secrets)."""
+        names = {"service_account": self.service_account, "mlflow_secret": self.mlflow_secret}
+        if storage_secret:
+            names["storage_secret"] = self.storage_secret
+        return names
+
+
+def has_storage_secrets(config: StackConfig) -> bool:
+    """Whether pods get their storage settings from a Secret: the identity's key on kind, the
+    region S3 clients sign for on AWS. On GCP nothing is left to hand them: Workload Identity
+    comes with the service account and gs:// needs no endpoint or region."""
+    return config.cloud != "gcp"
 
 
 def team_identities(config: StackConfig) -> list[TeamIdentity]:
@@ -83,9 +92,10 @@ class StorageGrant:
 def storage_grants(config: StackConfig) -> dict[str, list[StorageGrant]]:
     """Each storage identity and what it may reach, least first.
 
-    Listing is granted on the bucket as a whole (S3 lists by bucket; a prefix condition on
-    ListBucket is honoured by S3 but not by every S3-compatible store), reads and writes only
-    under the prefixes."""
+    Listing is granted on the bucket as a whole (S3 and GCS list by bucket; a prefix
+    condition on listing is honoured by S3 but not by every S3-compatible store, and GCS IAM
+    conditions on object names do not apply to it), reads and writes only under the
+    prefixes."""
     buckets = config.storage.buckets
     grants = {
         MLFLOW_STORAGE: [StorageGrant(buckets.artifacts, "", write=True)],
@@ -111,8 +121,8 @@ def airflow_storage_components(config: StackConfig) -> list[str]:
 
 
 def storage_service_accounts(config: StackConfig) -> dict[str, list[tuple[str, str]]]:
-    """Each storage identity's users as (namespace, service account): on AWS exactly these
-    may assume the identity's IAM role."""
+    """Each storage identity's users as (namespace, service account): in the cloud exactly
+    these may assume the identity's IAM role (AWS) or act as its GCP service account (GCP)."""
     ns = config.namespaces
     accounts = {
         MLFLOW_STORAGE: [(ns["mlflow"], MLFLOW_SERVICE_ACCOUNT)],

@@ -124,10 +124,6 @@ def _outputs(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
             "masterAuth": {"clusterCaCertificate": "Q0E="},
         },
         "gcp:serviceaccount/account:Account": {"email": f"{name}@mock.iam"},
-        "gcp:storage/hmacKey:HmacKey": {
-            "accessId": f"GOOGMOCK-{name}",
-            "secret": "mock-hmac-secret",
-        },
         "gcp:sql/databaseInstance:DatabaseInstance": {"privateIpAddress": "10.99.0.3"},
     }
     outputs.update(by_type.get(args.typ, {}))

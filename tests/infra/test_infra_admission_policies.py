@@ -235,11 +235,12 @@ def test_a_team_pod_with_another_teams_secret_is_refused(stack: str, where: str)
     account = pod["spec"]["serviceAccountName"]
     other = _config(stack).team_identity(_other_team(stack, account))
     assert other is not None
-    secret, base = other.storage_secret, _container(pod, "base")
+    # Its MLflow login: the one team Secret every stack has (GCP has no storage Secrets).
+    secret, base = other.mlflow_secret, _container(pod, "base")
     if where == "envFrom":
         base["envFrom"].append({"secretRef": {"name": secret}})
     elif where == "env":
-        ref = {"secretKeyRef": {"name": secret, "key": "AWS_SECRET_ACCESS_KEY"}}
+        ref = {"secretKeyRef": {"name": secret, "key": "MLFLOW_TRACKING_PASSWORD"}}
         base.setdefault("env", []).append({"name": "KEY", "valueFrom": ref})
     elif where == "volume":
         pod["spec"]["volumes"].append({"name": "stolen", "secret": {"secretName": secret}})

@@ -170,13 +170,21 @@ def test_mlflow_values(stack: str):
     assert values["auth"]["enabled"] is True
     assert values["auth"]["existingAdminSecret"]["name"] == "mlflow-credentials"
     assert values["artifactRoot"]["proxiedArtifactStorage"] is True
-    s3 = values["artifactRoot"]["s3"]
-    assert s3["enabled"] is True
-    assert s3["bucket"] == declared(stack).outputs["buckets"]["artifacts"]
-    if stack == "prod":  # the server's service account assumes the MLflow role (IRSA)
-        assert "existingSecret" not in s3
+    artifacts = declared(stack).outputs["buckets"]["artifacts"]
+    if stack == "dev":  # GCS's own API, as the server's Workload Identity: no key, no region
+        assert values["artifactRoot"] == {
+            "proxiedArtifactStorage": True,
+            "gcs": {"enabled": True, "bucket": artifacts},
+        }
+        assert values["extraEnvVars"] == {"PGSSLMODE": "require"}
     else:
-        assert s3["existingSecret"]["name"] == "ml-storage-credentials"
+        s3 = values["artifactRoot"]["s3"]
+        assert s3["enabled"] is True
+        assert s3["bucket"] == artifacts
+        if stack == "prod":  # the server's service account assumes the MLflow role (IRSA)
+            assert "existingSecret" not in s3
+        else:
+            assert s3["existingSecret"]["name"] == "ml-storage-credentials"
     assert values["backendStore"]["postgres"]["database"] == "mlflow"
     assert values["backendStore"]["existingDatabaseSecret"]["name"] == "mlflow-database"
     assert values["auth"]["postgres"]["database"] == "mlflow_auth"

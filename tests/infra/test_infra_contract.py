@@ -167,13 +167,15 @@ def _provisioned_buckets(stack: str) -> set[str]:
 def test_pods_use_buckets_the_stack_provisions(stack: str):
     buckets = _provisioned_buckets(stack)
     assert len(buckets) == 3
+    scheme = "gs://" if stack == "dev" else "s3://"  # GCS's own API on GCP, S3's elsewhere
     for dag_id, task_id, pod in stack_pods(stack):
         env = _env(pod)
         uris = [env["ML_PLATFORM_DATASETS_URI"]] + [
-            arg for arg in pod.spec.containers[0].args or [] if arg.startswith("s3://")
+            arg for arg in pod.spec.containers[0].args or [] if arg.startswith(("s3://", "gs://"))
         ]
         for uri in uris:
-            assert uri.removeprefix("s3://").split("/")[0] in buckets, f"{dag_id}.{task_id}: {uri}"
+            assert uri.startswith(scheme), f"{dag_id}.{task_id}: {uri}"
+            assert uri.removeprefix(scheme).split("/")[0] in buckets, f"{dag_id}.{task_id}: {uri}"
 
 
 def test_pods_on_kind_reach_the_seaweedfs_service():

@@ -2,9 +2,10 @@
 
 No Secret holding the MLflow admin or a key beyond a team's own data reaches the training or
 serving namespace; each storage identity reaches only its grants on every cloud (AWS's roles:
-test_infra_storage_roles.py); every team gets a service account, an MLflow login and a
-storage identity, every model of the repository's specs a serving login of its own
-(test_infra_model_identities.py), and the users Job creates the logins.
+test_infra_storage_roles.py, GCP's Workload Identity: test_infra_workload_identity.py); every
+team gets a service account, an MLflow login and a storage identity, every model of the
+repository's specs a serving login of its own (test_infra_model_identities.py), and the users
+Job creates the logins.
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ from ml_infra.team_identities import StorageGrant, storage_grants, team_identiti
 from tests.pod_security_profile import restricted_violations
 
 TEAMS = ("ml-platform", "examples")
-# Stacks whose storage identities hold keys (SeaweedFS, GCS HMAC); on AWS they assume roles
-# (test_infra_storage_roles.py).
-KEYED_STACKS = ("kind", "dev")
+# Stacks whose storage identities hold keys (SeaweedFS); on AWS they assume roles
+# (test_infra_storage_roles.py), on GCP act as GCP service accounts
+# (test_infra_workload_identity.py).
+KEYED_STACKS = ("kind",)
+# Stacks with storage Secrets (kind's keys, AWS's region); GCP has none.
+STORAGE_SECRET_STACKS = ("kind", "prod")
 
 
 def _kind_config():
@@ -48,7 +52,8 @@ def test_training_and_serving_hold_only_team_credentials(stack: str):
     secrets = _secrets(stack)
     training = {name for ns, name in secrets if ns == namespaces["training"]}
     serving = {name for ns, name in secrets if ns == namespaces["serving"]}
-    assert training == {f"team-{t}-{kind}" for t in TEAMS for kind in ("mlflow", "storage")}
+    kinds = ("mlflow", "storage") if stack in STORAGE_SECRET_STACKS else ("mlflow",)
+    assert training == {f"team-{t}-{kind}" for t in TEAMS for kind in kinds}
     assert serving == {f"serve-{model}-mlflow" for model in MODELS}
     admin = values["ml-platform:mlflow"]["admin_user"]
     for (ns, name), data in secrets.items():
@@ -57,7 +62,9 @@ def test_training_and_serving_hold_only_team_credentials(stack: str):
             assert data["MLFLOW_TRACKING_USERNAME"] == name.removesuffix("-mlflow") != admin
     # The admin login and the artifact store's key stay in the mlflow namespace.
     assert (namespaces["mlflow"], values["ml-platform:mlflow"]["credentials_secret"]) in secrets
-    assert (namespaces["mlflow"], values["ml-platform:storage"]["credentials_secret"]) in secrets
+    if stack in STORAGE_SECRET_STACKS:
+        storage_secret = values["ml-platform:storage"]["credentials_secret"]
+        assert (namespaces["mlflow"], storage_secret) in secrets
     assert not any(
         ns == namespaces["airflow"] and "AWS_ACCESS_KEY_ID" in d for (ns, _), d in secrets.items()
     )
@@ -175,8 +182,9 @@ def test_the_users_job_creates_every_login_as_a_restricted_pod(stack: str):
 def test_the_platform_document_names_every_teams_identities(stack: str):
     teams = declared(stack).outputs["platform_config"]["teams"]
     assert set(teams) == set(TEAMS)
+    storage = {"storage_secret": "team-examples-storage"} if stack in STORAGE_SECRET_STACKS else {}
     assert teams["examples"] == {
         "service_account": "team-examples",
         "mlflow_secret": "team-examples-mlflow",
-        "storage_secret": "team-examples-storage",
+        **storage,
     }

@@ -27,11 +27,15 @@ def test_default_deny_in_training_and_serving(stack: str):
         assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
 
 
-@pytest.mark.parametrize(("stack", "storage_port"), [("kind", 8333), ("dev", 443), ("prod", 443)])
-def test_training_pods_reach_dns_mlflow_storage_only(stack: str, storage_port: int):
+# Storage's ports per stack: SeaweedFS; GCS and GKE's metadata server (Workload Identity's
+# tokens); S3 and STS, both HTTPS.
+@pytest.mark.parametrize(
+    ("stack", "storage_ports"), [("kind", {8333}), ("dev", {443, 80}), ("prod", {443})]
+)
+def test_training_pods_reach_dns_mlflow_storage_only(stack: str, storage_ports: set[int]):
     spec = _policies(stack)["ml-training", "allow-dns-mlflow-storage"]
     assert spec["policyTypes"] == ["Egress"]
-    assert _egress_ports(spec) == {53, 5000, storage_port, 8080}
+    assert _egress_ports(spec) == {53, 5000, 8080} | storage_ports
     to_mlflow = next(r for r in spec["egress"] if r["ports"][0]["port"] == 5000)
     assert to_mlflow["to"] == [
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "mlflow"}}}
@@ -73,6 +77,7 @@ KUBE_API = "kube-api"  # the API server
 DATABASE = "database"  # RDS / Cloud SQL
 OBJECT_STORAGE = "object-storage"  # S3 / GCS, where the cloud's network reaches them
 STS = "sts"  # EKS: the STS interface endpoint, where IRSA pods get storage credentials
+METADATA = "metadata"  # GKE: the metadata server, where Workload Identity pods get tokens
 PUBLIC = "public"  # any other internet address (a git host, a file sharing site)
 Address = ipaddress.IPv4Address
 
@@ -93,6 +98,7 @@ def _places(stack: str) -> dict[str, Address]:
             KUBE_API: in_subnet,
             DATABASE: ipaddress.ip_address("10.99.0.3"),
             OBJECT_STORAGE: ipaddress.ip_address("199.36.153.9"),  # private.googleapis.com
+            METADATA: ipaddress.ip_address("169.254.169.254"),
         }
     return places | {KUBE_API: ipaddress.ip_address("172.18.0.2")}  # kind's Docker network
 
@@ -215,6 +221,17 @@ AWS_NEEDED = [
     ("airflow", STS, 443, "Airflow's role's credentials"),
 ]
 AWS_FORBIDDEN = [("ml-serving", STS, 443), ("storage", STS, 443), ("ml-training", STS, 80)]
+# GKE: the same pods get their GCP service account's tokens from the GKE metadata server.
+GCP_NEEDED = [
+    ("ml-training", METADATA, 80, "team identities' tokens (Workload Identity)"),
+    ("mlflow", METADATA, 80, "MLflow's identity's tokens"),
+    ("airflow", METADATA, 80, "Airflow's identity's tokens"),
+]
+GCP_FORBIDDEN = [
+    ("ml-serving", METADATA, 80),
+    ("storage", METADATA, 80),
+    ("ml-training", METADATA, 443),
+]
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -232,6 +249,7 @@ def test_each_component_reaches_what_it_needs(stack: str):
     policies = _policies(stack)
     needed = NEEDED + (KIND_NEEDED if stack == "kind" else CLOUD_NEEDED)
     needed += AWS_NEEDED if stack == "prod" else []
+    needed += GCP_NEEDED if stack == "dev" else []
     blocked = [
         why
         for source, target, port, why in needed
@@ -245,6 +263,7 @@ def test_nothing_else_reaches_the_databases_the_airflow_api_or_mlflow(stack: str
     policies = _policies(stack)
     forbidden = FORBIDDEN + (CLOUD_FORBIDDEN if stack != "kind" else [])
     forbidden += AWS_FORBIDDEN if stack == "prod" else []
+    forbidden += GCP_FORBIDDEN if stack == "dev" else []
     opened = [path for path in forbidden if _connects(policies, *path, stack)]
     assert opened == []
 
@@ -278,6 +297,31 @@ def test_cloud_storage_egress_is_the_storage_ranges_alone(stack: str):
         to_storage = [r for r in policies[namespace, name]["egress"] if "ipBlock" in str(r)]
         storage = [r for r in to_storage if r["ports"] == [{"protocol": "TCP", "port": 443}]]
         assert [r["to"] for r in storage] == expected, (namespace, name)
+
+
+def test_gke_pods_reach_the_metadata_server_alone_for_tokens():
+    """The one credential rule on GKE: the metadata server's address and HTTP port, in the
+    three namespaces whose pods have a storage identity; without it they get no token."""
+    policies = _policies("dev")
+    rule = {
+        "to": [{"ipBlock": {"cidr": "169.254.169.254/32"}}],
+        "ports": [{"protocol": "TCP", "port": 80}],
+    }
+    for namespace, name in (
+        ("ml-training", "allow-dns-mlflow-storage"),
+        ("mlflow", "allow-tracking-clients"),
+        ("airflow", "allow-database-logs-kube-api"),
+    ):
+        egress = policies[namespace, name]["egress"]
+        assert egress.count(rule) == 1, (namespace, name)
+        narrowed = policies | {
+            (namespace, name): {
+                **policies[namespace, name],
+                "egress": [r for r in egress if r != rule],
+            }
+        }
+        assert not _connects(narrowed, namespace, METADATA, 80, "dev"), namespace
+    assert rule not in policies["ml-serving", "allow-model-server"]["egress"]
 
 
 def test_the_evaluator_sees_sts_closed_without_its_rule():

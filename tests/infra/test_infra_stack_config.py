@@ -229,6 +229,12 @@ BAD_CONFIGS = {
         "ml-platform:airflow.dags.source",
         "'local' mounts a checkout into kind's nodes",
     ),
+    "a storage Secret on GCP": (
+        "dev",
+        _set("storage.credentials_secret", "ml-storage-credentials"),
+        "ml-platform:storage.credentials_secret",
+        "not used on gcp (pods reach GCS with Workload Identity",
+    ),
     "GCP project not set": (
         "dev",
         lambda values: values.pop("gcp:project"),
