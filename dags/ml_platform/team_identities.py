@@ -1,4 +1,5 @@
-"""Each team's pods run as the team: its service account, its MLflow login, its storage key.
+"""Each team's pods run as the team: its service account, its MLflow login, its storage identity
+(its storage Secret where the stack has one; on GCP the service account alone carries it).
 
 A cluster stack's platform document names every team's identities (infra's
 ml_infra.team_identities makes them). When Airflow parses a DAG, task_policy gives the DAG's
