@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from urllib.parse import quote
 
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
@@ -41,7 +42,7 @@ class GcsEmulator:
 
     def put(self, bucket: str, name: str, data: bytes) -> None:
         """An object written by another client, as data landing from upstream would be."""
-        path = f"/upload/storage/v1/b/{bucket}/o?uploadType=media&name={name}"
+        path = f"/upload/storage/v1/b/{bucket}/o?uploadType=media&name={quote(name, safe='')}"
         self._call("POST", path, data, "application/octet-stream")
 
 
