@@ -5,8 +5,11 @@ at once, K = min(executor slots, the GPU Airflow pool's slots): the train tasks 
 of the pool each. The same DAG, data and sweep run both ways, each on its own MLflow. Printed:
 both DAG run wall times and their ratio, the train phase's wall time on the platform against
 ceil(N/K) x the measured single-trial time (1.0: the trials ran K at a time with nothing in
-between), and the same for dag.test() against N x the single trial. Figures and ratios only:
-on a busy machine they move, so nothing here asserts a target.
+between), and the same for dag.test() against N x the single trial. Beside it, how many of
+the machine's cores were busy during the platform's train phase (from /proc/stat, sampled
+while the run goes on): near all of them, the trials are bound by the CPU, not by the
+executor. Figures and ratios only: on a busy machine they move, so nothing here asserts a
+target.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -41,19 +45,57 @@ RUN_TIMEOUT_S = 1800
 GPU_POOL = "gpu-gpus"
 
 
+class CpuSampler:
+    """The machine's busy and total CPU time (/proc/stat), sampled every `every_s` seconds in
+    a thread, so the cores in use over any window of the run can be read afterwards."""
+
+    def __init__(self, every_s: float = 0.5) -> None:
+        self.every_s = every_s
+        self.samples: list[tuple[float, int, int]] = []  # (epoch s, busy jiffies, all jiffies)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    @staticmethod
+    def _read() -> tuple[int, int]:
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return sum(fields) - idle, sum(fields)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            busy, total = self._read()
+            self.samples.append((time.time(), busy, total))
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> CpuSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def cores_busy(self, start: float, end: float) -> float:
+        """The mean number of busy cores between two epoch times."""
+        inside = [s for s in self.samples if start <= s[0] <= end]
+        if len(inside) < 2:
+            return float("nan")
+        (_, busy0, total0), (_, busy1, total1) = inside[0], inside[-1]
+        cores = len(os.sched_getaffinity(0))
+        return cores * (busy1 - busy0) / max(1, total1 - total0)
+
+
 def _stamp(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def _train_phase(instances: list[dict[str, Any]]) -> tuple[float, list[float]]:
-    """(wall time from the first train start to the last train end, each trial's seconds)."""
+def _train_phase(instances: list[dict[str, Any]]) -> tuple[datetime, datetime, list[float]]:
+    """(the first train start, the last train end, each trial's seconds)."""
     trains = [ti for ti in instances if ti["task_id"] == "train" and ti["state"] == "success"]
     durations = [float(ti["duration"]) for ti in trains]
-    wall = (
-        max(_stamp(ti["end_date"]) for ti in trains)
-        - min(_stamp(ti["start_date"]) for ti in trains)
-    ).total_seconds()
-    return wall, durations
+    start = min(_stamp(ti["start_date"]) for ti in trains)
+    return start, max(_stamp(ti["end_date"]) for ti in trains), durations
 
 
 def with_dag_test(local_dir: Path) -> dict[str, Any]:
@@ -97,16 +139,23 @@ def on_the_platform(local_dir: Path) -> dict[str, Any]:
             client.fail_run(DAG_ID, run["dag_run_id"], "not part of the benchmark")
         logical = datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC)
         conf = {"model_name": "bench-parallel", **CONF}
-        run_id = client.trigger(DAG_ID, conf, logical_date=logical)["dag_run_id"]
-        state = client.wait_for_run(DAG_ID, run_id, RUN_TIMEOUT_S, poll_s=2)
+        with CpuSampler() as cpu:
+            run_id = client.trigger(DAG_ID, conf, logical_date=logical)["dag_run_id"]
+            state = client.wait_for_run(DAG_ID, run_id, RUN_TIMEOUT_S, poll_s=2)
         if state != "success":
             raise SystemExit(f"platform run ended {state}: {client.task_states(DAG_ID, run_id)}")
         run = client.dag_run(DAG_ID, run_id)
-        train_wall, trials = _train_phase(client.task_instances(DAG_ID, run_id))
+        start, end, trials = _train_phase(client.task_instances(DAG_ID, run_id))
     finally:
         _stack(local_dir, "down", timeout_s=300)
     wall = (_stamp(run["end_date"]) - _stamp(run["start_date"])).total_seconds()
-    return {"wall_s": wall, "train_wall_s": train_wall, "trials": trials, "up_s": up_s}
+    return {
+        "wall_s": wall,
+        "train_wall_s": (end - start).total_seconds(),
+        "trials": trials,
+        "up_s": up_s,
+        "train_cores_busy": cpu.cores_busy(start.timestamp(), end.timestamp()),
+    }
 
 
 def _platform_dir() -> Path:
@@ -144,6 +193,9 @@ def main() -> int:
     print(f"platform / dag.test(): DAG run {parallel['wall_s'] / sequential['wall_s']:.2f}, "
           f"train phase {parallel['train_wall_s'] / sequential['train_wall_s']:.2f} "
           f"(ideal {math.ceil(N / k) / N:.2f}); make up took {parallel['up_s']:.0f}s")  # fmt: skip
+    cores = len(os.sched_getaffinity(0))
+    print(f"cores busy during the platform's train phase: {parallel['train_cores_busy']:.2f} "
+          f"of {cores}")  # fmt: skip
     return 0
 
 

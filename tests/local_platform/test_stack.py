@@ -55,6 +55,8 @@ def test_airflow_environment_runs_the_real_services_on_postgres(layout: stack.La
     env = stack.airflow_environment(layout, state)
     assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
     assert env["AIRFLOW__CORE__PARALLELISM"] == str(len(os.sched_getaffinity(0)))
+    # A finished task frees its executor slot within a second (docs/local-platform.md).
+    assert env["AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL"] == "1"
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://airflow:")
     assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == stack._secret(layout, "jwt-secret")
     assert env["ML_PLATFORM_RUNTIME"] == "local"
