@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import random
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +19,7 @@ import pandas as pd
 import torch
 from mlflow import MlflowClient
 from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
 from mlflow.utils.async_logging.run_operations import RunOperations
 
 from ml_contract import ModelSpec, metrics_for
@@ -38,6 +41,7 @@ from trainer.tracking import DATASET_VERSION_TAG, MODEL_TAG, MODEL_URI_TAG, trac
 log = logging.getLogger(__name__)
 
 _INPUT_EXAMPLE_ROWS = 5
+DATASET_LOG_ATTEMPTS = 4
 
 
 def final_metric_names(task: str) -> tuple[str, ...]:
@@ -91,9 +95,26 @@ def _log_dataset(prepared: Prepared, train: Split) -> None:
             targets=prepared.spec.label,
             name=f"{prepared.spec.model}-train",
         )
-        mlflow.log_input(
-            dataset, context="training", tags={DATASET_VERSION_TAG: prepared.dataset_version}
-        )
+        tags = {DATASET_VERSION_TAG: prepared.dataset_version}
+        for attempt in range(1, DATASET_LOG_ATTEMPTS + 1):
+            try:
+                mlflow.log_input(dataset, context="training", tags=tags)
+                return
+            except MlflowException as exc:
+                # Trials of one sweep start together and log the same dataset: the tracking
+                # store looks it up, finds none, and both insert it; the later insert breaks
+                # the unique (experiment, name, digest) key and rolls back. Once the other
+                # trial's insert is in, the same call finds the dataset and links it.
+                if attempt == DATASET_LOG_ATTEMPTS or not _duplicate_dataset(exc):
+                    raise
+                log.info("the dataset was being logged by another trial; logging it again")
+                time.sleep(random.uniform(0.1, 0.5) * attempt)
+
+
+def _duplicate_dataset(exc: MlflowException) -> bool:
+    """A unique-key violation of the tracking store (SQLite, PostgreSQL, MySQL wording)."""
+    text = str(exc).lower()
+    return "unique constraint" in text or "duplicate key" in text or "duplicate entry" in text
 
 
 def val_scorer(prepared: Prepared) -> ValScorer:
