@@ -104,9 +104,11 @@ def _places(stack: str) -> dict[str, Address]:
 
 
 def _private_subnets() -> list:
-    """The prod VPC's private subnets, as declared (one per availability zone)."""
-    subnets = declared("prod").of_type("ec2/subnet:Subnet")
-    return [s for s in subnets if "-private-" in s.name]
+    """The prod VPC's private subnets, as declared (one per availability zone), in the order
+    of the stack's zones (the mocks record resources in whatever order they resolve)."""
+    zones = stack_values("prod")["ml-platform:aws"]["availability_zones"]
+    subnets = [s for s in declared("prod").of_type("ec2/subnet:Subnet") if "-private-" in s.name]
+    return sorted(subnets, key=lambda s: zones.index(s.name.rsplit("-private-", 1)[1]))
 
 
 def _peer_matches(peer: dict, own: str, other: str | Address) -> bool:
