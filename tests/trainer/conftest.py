@@ -11,9 +11,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from trainer_helpers import CHURN_SPEC_FILE, TEST_ROWS, CliResult, unique
+from trainer_helpers import CHURN_SPEC_FILE, GCS_BUCKET, TEST_ROWS, CliResult, unique
 
 from ml_contract import SPEC_ENV, ModelSpec, load_spec
+from tests.gcs_emulator import GcsEmulator, gcs_emulator
 from trainer.cli import main
 from trainer.generate import run_generate
 from trainer.preprocess import run_preprocess
@@ -114,3 +115,24 @@ def s3_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         yield bucket
     finally:
         server.stop()
+
+
+@pytest.fixture
+def gcs(monkeypatch: pytest.MonkeyPatch) -> Iterator[GcsEmulator]:
+    """A GCS emulator on 127.0.0.1 with the datasets bucket, the env pointing gs:// at it."""
+    from trainer import storage
+
+    with gcs_emulator() as emulator:
+        emulator.create_bucket(GCS_BUCKET)
+        monkeypatch.setenv(storage.GCS_EMULATOR_ENV, emulator.url)
+        yield emulator
+
+
+@pytest.fixture(params=["s3", "gs"])
+def object_store(request: pytest.FixtureRequest) -> str:
+    """The root URI of a bucket on each object store the trainer speaks (moto's S3 server,
+    a GCS emulator), for the tests that hold for both alike."""
+    if request.param == "s3":
+        return f"s3://{request.getfixturevalue('s3_bucket')}"
+    request.getfixturevalue("gcs")
+    return f"gs://{GCS_BUCKET}"

@@ -1,4 +1,5 @@
-"""storage: URIs for local paths and s3:// (moto's S3 server on 127.0.0.1); gs:// in
+"""storage: URIs for local paths and s3:// (moto's S3 server on 127.0.0.1); what holds for
+s3:// and gs:// alike runs on both (`object_store`); the rest of gs:// in
 test_trainer_storage_gcs.py."""
 
 from __future__ import annotations
@@ -36,16 +37,16 @@ def test_a_missing_s3_key_names_the_uri(s3_bucket: str):
     assert not storage.exists(uri)
 
 
-def test_corrupt_parquet_on_s3_names_the_uri(s3_bucket: str):
-    uri = f"s3://{s3_bucket}/broken.parquet"
+def test_corrupt_parquet_on_an_object_store_names_the_uri(object_store: str):
+    uri = f"{object_store}/broken.parquet"
     storage.write_bytes(b"PAR1 but not really", uri)
 
-    with pytest.raises(StorageError, match=r"^s3://.*/broken\.parquet: not a readable Parquet"):
+    with pytest.raises(StorageError, match=r"^(s3|gs)://.*/broken\.parquet: not a readable"):
         storage.read_parquet(uri)
 
 
-def test_the_cli_generates_and_validates_on_s3(run_cli, s3_bucket: str):
-    partition = f"s3://{s3_bucket}/datasets/daily/2026-11-21"
+def test_the_cli_generates_and_validates_on_an_object_store(run_cli, object_store: str):
+    partition = f"{object_store}/datasets/daily/2026-11-21"
 
     generated = run_cli(
         "generate", "--date", "2026-11-21", "--output-uri", partition, "--rows", "300"

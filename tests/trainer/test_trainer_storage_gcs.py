@@ -3,25 +3,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pandas as pd
 import pytest
+from trainer_helpers import GCS_BUCKET
 
-from tests.gcs_emulator import GcsEmulator, gcs_emulator
+from tests.gcs_emulator import GcsEmulator
 from trainer import storage
 from trainer.errors import StorageError
 
-BUCKET = "ml-datasets"
-
-
-@pytest.fixture
-def gcs(monkeypatch: pytest.MonkeyPatch) -> Iterator[GcsEmulator]:
-    """An emulator with the datasets bucket, and the env pointing gs:// at it."""
-    with gcs_emulator() as emulator:
-        emulator.create_bucket(BUCKET)
-        monkeypatch.setenv(storage.GCS_EMULATOR_ENV, emulator.url)
-        yield emulator
+BUCKET = GCS_BUCKET  # the `gcs` fixture's (tests/trainer/conftest.py)
 
 
 def test_parquet_and_json_round_trip_over_gcs(gcs: GcsEmulator):
@@ -59,29 +49,6 @@ def test_a_missing_gcs_object_names_the_uri(gcs: GcsEmulator):
     assert not storage.exists(uri)
     with pytest.raises(StorageError, match=r"^gs://ml-datasets/daily/2026-01-01: not found$"):
         storage.list_files(f"gs://{BUCKET}/daily/2026-01-01")
-
-
-def test_corrupt_parquet_on_gcs_names_the_uri(gcs: GcsEmulator):
-    uri = f"gs://{BUCKET}/broken.parquet"
-    storage.write_bytes(b"PAR1 but not really", uri)
-
-    with pytest.raises(StorageError, match=r"^gs://ml-datasets/broken\.parquet: not a readable"):
-        storage.read_parquet(uri)
-
-
-def test_the_cli_generates_and_validates_on_gcs(run_cli, gcs: GcsEmulator):
-    partition = f"gs://{BUCKET}/daily/2026-11-21"
-
-    generated = run_cli(
-        "generate", "--date", "2026-11-21", "--output-uri", partition, "--rows", "300"
-    )
-    validated = run_cli("validate", "--input-uri", partition)
-
-    assert generated.code == 0, generated.stderr
-    assert generated.xcom["uri"] == f"{partition}/data.parquet"
-    assert validated.code == 0, validated.stderr
-    assert validated.xcom["report_uri"] == f"{partition}/_validation.json"
-    assert storage.read_json(validated.xcom["report_uri"])["valid"] is True
 
 
 def test_gcs_uris_are_normalised():

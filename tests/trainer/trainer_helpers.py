@@ -15,6 +15,7 @@ from trainer import storage
 
 REPO = Path(__file__).resolve().parents[2]
 CHURN_SPEC_FILE = REPO / "dags" / "churn_classifier.model.yaml"
+GCS_BUCKET = "ml-datasets"  # the bucket the trainer tests' GCS emulator holds
 TEST_ROWS = 1500  # small enough to train in a second or two, large enough for stable AUCs
 # The console script `make setup` installs beside the interpreter.
 TRAINER_SCRIPT = Path(sys.executable).with_name("trainer")
