@@ -339,6 +339,12 @@ class LocalTarget(Target):
             where=str(poll_file),
         )
 
+    def remove_model_server(self, model_name: str) -> None:
+        from deployer.targets.local import LocalTarget as Deployed
+
+        log.info("stopping the session's model server of %s", model_name)
+        Deployed(self.local_dir / "deployer", model_name).stop_all()
+
     # -- Airflow ----------------------------------------------------------------------------
 
     def airflow_cli(self, *args: str) -> tuple[int, str]:

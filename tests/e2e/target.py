@@ -125,6 +125,10 @@ class Target(ABC):
         seconds after."""
 
     @abstractmethod
+    def remove_model_server(self, model_name: str) -> None:
+        """Stop serving the session's model (after a green session)."""
+
+    @abstractmethod
     def airflow_cli(self, *args: str) -> tuple[int, str]:
         """`airflow <args>` where the platform's Airflow runs; exit status and output."""
 

@@ -35,6 +35,7 @@ import requests
 
 from infra.kind import kind_platform
 from ml_platform.local.airflow_client import AirflowClient, task_label
+from tests.e2e.kind_target import KindTarget
 from tests.e2e.scenarios import (
     assert_deploy_skipped,
     assert_failed_at_validation,
@@ -345,13 +346,11 @@ def bad_run(target: Target, scenario: Scenario, first_run: FirstRun) -> tuple[Ru
 def _remove_the_model_server_when_all_passed(
     request: pytest.FixtureRequest, target: Target, scenario: Scenario
 ) -> Iterator[None]:
-    """On kind each session serves its own model; after a green session its server is removed
-    (after a red one it stays, for `kubectl` and tests/e2e/collect-logs.sh). Locally `make
-    down` stops every model server."""
+    """Each session serves its own model; after a green session its server is removed (after
+    a red one it stays, for a look: `kubectl` and tests/e2e/collect-logs.sh on kind)."""
     yield
-    remove = getattr(target, "remove_model_server", None)
-    if remove is not None and not request.session.testsfailed:
-        remove(scenario.model_name)
+    if not request.session.testsfailed:
+        target.remove_model_server(scenario.model_name)
 
 
 # --- the tests -------------------------------------------------------------------------
@@ -360,12 +359,12 @@ def _remove_the_model_server_when_all_passed(
 def test_nodes_are_the_stacks_pools(target: Target) -> None:
     """Pulumi labelled and tainted the workers kind created, the GPUs are advertised, and
     every node offers what its pool promises the DAG checks (node_allocatable)."""
-    if target.name != "kind":
+    if not isinstance(target, KindTarget):
         pytest.skip("kind only: this target has no nodes (each run's pods are checked instead)")
     from kubernetes.utils import parse_quantity
 
-    kind = target.kind  # type: ignore[attr-defined]
-    by_pool = target.pool_nodes()  # type: ignore[attr-defined]
+    kind = target.kind
+    by_pool = target.pool_nodes()
     expected = kind_platform.pool_nodes()
     for pool in kind.platform.pools:
         wanted = {node for node, name in expected.items() if name == pool.name}
