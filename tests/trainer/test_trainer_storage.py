@@ -13,28 +13,34 @@ from trainer import storage
 from trainer.errors import StorageError
 
 
-def test_parquet_round_trip_over_s3(s3_bucket: str):
+def test_parquet_and_json_round_trip_over_an_object_store(object_store: str):
     frame = pd.DataFrame({"customer_id": [1, 2, 3], "monthly_charges": [10.5, 20.0, 30.25]})
-    uri = f"s3://{s3_bucket}/datasets/daily/2026-11-21/data.parquet"
+    folder = f"{object_store}/datasets/daily/2026-11-21"
+    uri = f"{folder}/data.parquet"
 
     storage.write_parquet(frame, uri)
+    storage.write_json({"valid": True}, storage.join(folder, "_validation.json"))
 
     pd.testing.assert_frame_equal(storage.read_parquet(uri), frame)
-    folder = f"s3://{s3_bucket}/datasets/daily/2026-11-21"
-    assert storage.is_dir(folder)
-    assert storage.list_files(folder, ".parquet") == [uri]
-    storage.write_json({"valid": True}, storage.join(folder, "_validation.json"))
     assert storage.read_json(f"{folder}/_validation.json") == {"valid": True}
+    assert storage.is_dir(folder) and storage.exists(uri) and not storage.is_dir(uri)
+    assert storage.list_files(folder, ".parquet") == [uri]
+    assert storage.list_files(f"{folder}/") == [f"{folder}/_validation.json", uri]
 
 
-def test_a_missing_s3_key_names_the_uri(s3_bucket: str):
-    uri = f"s3://{s3_bucket}/datasets/daily/2026-01-01/data.parquet"
+def test_a_missing_object_names_the_uri(object_store: str):
+    folder = f"{object_store}/datasets/daily/2026-01-01"
+    uri = f"{folder}/data.parquet"
 
     with pytest.raises(StorageError) as error:
         storage.read_parquet(uri)
 
     assert str(error.value) == f"{uri}: not found"
     assert not storage.exists(uri)
+    # An object store lists a missing folder as empty: storage still says it is not there.
+    with pytest.raises(StorageError) as error:
+        storage.list_files(folder)
+    assert str(error.value) == f"{folder}: not found"
 
 
 def test_corrupt_parquet_on_an_object_store_names_the_uri(object_store: str):

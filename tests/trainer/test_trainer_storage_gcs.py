@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 from trainer_helpers import GCS_BUCKET
 
@@ -14,21 +13,6 @@ from trainer.errors import StorageError
 BUCKET = GCS_BUCKET  # the `gcs` fixture's (tests/trainer/conftest.py)
 
 
-def test_parquet_and_json_round_trip_over_gcs(gcs: GcsEmulator):
-    frame = pd.DataFrame({"customer_id": [1, 2, 3], "monthly_charges": [10.5, 20.0, 30.25]})
-    folder = f"gs://{BUCKET}/daily/2026-11-21"
-    uri = f"{folder}/data.parquet"
-
-    storage.write_parquet(frame, uri)
-    storage.write_json({"valid": True}, storage.join(folder, "_validation.json"))
-
-    pd.testing.assert_frame_equal(storage.read_parquet(uri), frame)
-    assert storage.read_json(f"{folder}/_validation.json") == {"valid": True}
-    assert storage.is_dir(folder) and storage.exists(uri) and not storage.is_dir(uri)
-    assert storage.list_files(folder, ".parquet") == [uri]
-    assert storage.list_files(f"{folder}/") == [f"{folder}/_validation.json", uri]
-
-
 def test_objects_another_client_wrote_are_listed_and_read(gcs: GcsEmulator):
     gcs.put(BUCKET, "teams/examples/daily/2026-11-21/part-0.parquet", b"PAR1")
     gcs.put(BUCKET, "teams/examples/daily/2026-11-21/nested/part-1.parquet", b"PAR1")
@@ -37,18 +21,6 @@ def test_objects_another_client_wrote_are_listed_and_read(gcs: GcsEmulator):
     # Only the files directly inside, as for s3:// and local folders.
     assert storage.list_files(folder, ".parquet") == [f"{folder}/part-0.parquet"]
     assert storage.read_bytes(f"{folder}/part-0.parquet") == b"PAR1"
-
-
-def test_a_missing_gcs_object_names_the_uri(gcs: GcsEmulator):
-    uri = f"gs://{BUCKET}/daily/2026-01-01/data.parquet"
-
-    with pytest.raises(StorageError) as error:
-        storage.read_parquet(uri)
-
-    assert str(error.value) == f"{uri}: not found"
-    assert not storage.exists(uri)
-    with pytest.raises(StorageError, match=r"^gs://ml-datasets/daily/2026-01-01: not found$"):
-        storage.list_files(f"gs://{BUCKET}/daily/2026-01-01")
 
 
 def test_gcs_uris_are_normalised():
