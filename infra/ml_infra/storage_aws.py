@@ -4,7 +4,6 @@ may assume (IRSA): no long-lived key exists to leak or rotate."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import pulumi
@@ -13,18 +12,19 @@ import pulumi_aws as aws
 from ml_infra.cluster_eks import service_account_role
 from ml_infra.config import StackConfig
 from ml_infra.resources import StorageAccess
-from ml_infra.team_identities import StorageGrant, storage_grants, storage_service_accounts
+from ml_infra.team_identities import (
+    StorageGrant,
+    cloud_identity_name,
+    storage_grants,
+    storage_service_accounts,
+)
 
 ROLE_NAME_MAX = 64  # IAM's limit on a role's name
 
 
 def role_name(environment: str, identity: str) -> str:
     """`ml-platform-<env>-<identity>`, shortened with a hash of the whole where too long."""
-    wanted = f"ml-platform-{environment}-{identity}"
-    if len(wanted) <= ROLE_NAME_MAX:
-        return wanted
-    digest = hashlib.sha256(wanted.encode()).hexdigest()[:6]
-    return f"{wanted[: ROLE_NAME_MAX - 7].rstrip('-')}-{digest}"
+    return cloud_identity_name(f"ml-platform-{environment}-{identity}", ROLE_NAME_MAX)
 
 
 def _bucket(name: str, opts: pulumi.ResourceOptions) -> aws.s3.Bucket:

@@ -10,14 +10,17 @@ pick up by default.
 
 from __future__ import annotations
 
-import hashlib
-
 import pulumi
 import pulumi_gcp as gcp
 
 from ml_infra.config import StackConfig
 from ml_infra.resources import StorageAccess
-from ml_infra.team_identities import StorageGrant, storage_grants, storage_service_accounts
+from ml_infra.team_identities import (
+    StorageGrant,
+    cloud_identity_name,
+    storage_grants,
+    storage_service_accounts,
+)
 
 # legacyBucketReader: buckets.get and objects.list (listing a prefix is a bucket-level call);
 # objects themselves by role, bounded to a prefix by an IAM condition.
@@ -30,11 +33,7 @@ ACCOUNT_ID_MAX = 30  # a GCP service account id: 6-30 characters
 
 def account_id(environment: str, identity: str) -> str:
     """`mlp-<env>-<identity>`, shortened with a hash of the whole where it is too long."""
-    wanted = f"mlp-{environment}-{identity}"
-    if len(wanted) <= ACCOUNT_ID_MAX:
-        return wanted
-    digest = hashlib.sha256(wanted.encode()).hexdigest()[:6]
-    return f"{wanted[: ACCOUNT_ID_MAX - 7].rstrip('-')}-{digest}"
+    return cloud_identity_name(f"mlp-{environment}-{identity}", ACCOUNT_ID_MAX)
 
 
 def prefix_condition(grant: StorageGrant) -> dict[str, str] | None:

@@ -13,6 +13,7 @@ are made here once and reach the DAG library in the platform document.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from ml_infra.config import PLATFORM_TEAM, StackConfig, team_service_account
@@ -118,6 +119,16 @@ def airflow_storage_components(config: StackConfig) -> list[str]:
     task logs and pokes the partition sensors, the triggerer runs the deferred sensors and
     writes trigger logs, the API server reads the logs back."""
     return [airflow_task_runner(config), "triggerer", "apiServer"]
+
+
+def cloud_identity_name(wanted: str, limit: int) -> str:
+    """A storage identity's name in the cloud (IAM role, GCP service account): `wanted`, or
+    where longer than the cloud's `limit` its head and a hash of the whole, so two long names
+    stay distinct."""
+    if len(wanted) <= limit:
+        return wanted
+    digest = hashlib.sha256(wanted.encode()).hexdigest()[:6]
+    return f"{wanted[: limit - 7].rstrip('-')}-{digest}"
 
 
 def storage_service_accounts(config: StackConfig) -> dict[str, list[tuple[str, str]]]:
