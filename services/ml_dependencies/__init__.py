@@ -9,10 +9,17 @@ one line naming the endpoint (ml_dependencies.failures). The trainer and the dep
 use this package, so the setting means the same in both images.
 """
 
-from ml_dependencies.failures import DependencyUnreachable, raise_if_unreachable, unreachable
+from ml_dependencies.failures import (
+    GCS_EMULATOR_ENV,
+    DependencyUnreachable,
+    raise_if_unreachable,
+    s3_endpoint,
+    unreachable,
+)
 from ml_dependencies.timeouts import TIMEOUT_ENV, BadBound, Bound, bound, bounded_dependencies
 
 __all__ = [
+    "GCS_EMULATOR_ENV",
     "TIMEOUT_ENV",
     "BadBound",
     "Bound",
@@ -20,5 +27,6 @@ __all__ = [
     "bound",
     "bounded_dependencies",
     "raise_if_unreachable",
+    "s3_endpoint",
     "unreachable",
 ]

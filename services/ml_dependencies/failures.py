@@ -89,6 +89,7 @@ def _gcs_reason(text: str) -> str:
 
 
 def s3_endpoint() -> str | None:
+    """The S3-compatible endpoint the images' S3 clients use (None: AWS S3 by region)."""
     return os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
 
 

@@ -28,12 +28,11 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from ml_dependencies import bound
+from ml_dependencies import GCS_EMULATOR_ENV, bound, s3_endpoint
 from trainer.errors import StorageError
 
 _DEFAULT_REGION = "us-east-1"
 _BUCKET_SCHEMES = ("s3", "gs")
-GCS_EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 
 
 def normalize(uri: str) -> str:
@@ -69,7 +68,8 @@ def join(uri: str, name: str) -> str:
 
 def _s3_filesystem() -> pafs.S3FileSystem:
     """A filesystem for the configured endpoint; credentials from the SDK's default chain."""
-    endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
+    # The same variables ml_dependencies reads to name this endpoint when it is unreachable.
+    endpoint = s3_endpoint()
     # An explicit region avoids a slow lookup that fails outside AWS.
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     # Timeouts and retries within ML_PLATFORM_DEPENDENCY_TIMEOUT: a dead endpoint fails fast.
