@@ -167,6 +167,31 @@ def stack_values(stack: str) -> dict[str, Any]:
     }
 
 
+def stack_config(stack: str) -> Any:
+    """The committed stack's config as the program parses it (ml_infra.config.StackConfig)."""
+    from ml_infra.config import parse_stack_config
+
+    values = stack_values(stack)
+    ours = {k.partition(":")[2]: v for k, v in values.items() if k.startswith(f"{PROJECT}:")}
+    others = {k: v for k, v in values.items() if not k.startswith(f"{PROJECT}:")}
+    return parse_stack_config(stack, ours, others)
+
+
+def declared_secrets(stack: str) -> dict[tuple[str, str], dict]:
+    """(namespace, name) -> stringData, unwrapped, of every Secret the stack declares."""
+    return {
+        (s.inputs["metadata"]["namespace"], s.inputs["metadata"]["name"]): unwrap(
+            s.inputs["stringData"]
+        )
+        for s in declared(stack).of_type("core/v1:Secret")
+    }
+
+
+def release_values(stack: str, release: str) -> dict:
+    """The Helm values of one of the stack's releases, unwrapped."""
+    return unwrap(declared(stack).release(release).inputs["values"])
+
+
 def _use_mocks(stack: str, config: dict[str, str]) -> RecordingMocks:
     # Pulumi's runtime makes its futures on the thread's current event loop; a test that ran
     # before (asyncio.run in Airflow or the deployer) can leave the main thread without one.

@@ -7,17 +7,13 @@ import re
 
 import pytest
 import yaml
-from pulumi_harness import STACKS, declared, unwrap
+from pulumi_harness import STACKS, declared, release_values
 
 from ml_infra import airflow_release, charts, mlflow_release
 from ml_infra.helm_values import HELM_DIR, covered, leaf_paths, values_files
 from ml_platform.settings import parse_config
 
 EXACT_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
-
-
-def _values(stack: str, release: str) -> dict:
-    return unwrap(declared(stack).release(release).inputs["values"])
 
 
 @pytest.mark.parametrize("chart", charts.ALL, ids=lambda c: c.name)
@@ -51,7 +47,7 @@ def test_values_files_parse_and_leave_computed_keys_alone(chart_dir: str, stack:
 def test_computed_keys_list_everything_the_program_sets(stack: str):
     """COMPUTED_KEYS is what the values-file check relies on: it must not miss a key."""
     for release, module in (("airflow", airflow_release), ("mlflow", mlflow_release)):
-        values = _values(stack, release)
+        values = release_values(stack, release)
         from_files = set()
         for path in values_files(release, stack):
             from_files |= leaf_paths(yaml.safe_load(path.read_text()))
@@ -67,8 +63,8 @@ def test_helm_dir_has_no_stray_environments():
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_airflow_values(stack: str):
-    values = _values(stack, "airflow")
+def test_airflowrelease_values(stack: str):
+    values = release_values(stack, "airflow")
     assert values["createUserJob"]["useHelmHooks"] is False
     assert values["migrateDatabaseJob"]["useHelmHooks"] is False
     assert values["postgresql"]["enabled"] is False
@@ -93,7 +89,7 @@ def test_airflow_values(stack: str):
 
 
 def test_airflow_dags_on_kind_come_from_the_mounted_checkout():
-    values = _values("kind", "airflow")
+    values = release_values("kind", "airflow")
     bundle = values["dagProcessor"]["dagBundleConfigList"]
     assert bundle == [
         {
@@ -110,7 +106,7 @@ def test_airflow_dags_on_kind_come_from_the_mounted_checkout():
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_airflow_dags_in_the_cloud_come_from_git(stack: str):
-    (bundle,) = _values(stack, "airflow")["dagProcessor"]["dagBundleConfigList"]
+    (bundle,) = release_values(stack, "airflow")["dagProcessor"]["dagBundleConfigList"]
     assert bundle["classpath"] == "airflow.providers.git.bundles.git.GitDagBundle"
     assert bundle["kwargs"] == {
         "repo_url": "https://git.example.test/ml-platform.git",
@@ -120,12 +116,12 @@ def test_airflow_dags_in_the_cloud_come_from_git(stack: str):
 
 
 def test_celery_gets_its_broker_and_redis_password_from_secrets():
-    values = _values("prod", "airflow")
+    values = release_values("prod", "airflow")
     assert values["executor"] == "CeleryExecutor"
     assert values["redis"]["enabled"] is True
     assert values["redis"]["passwordSecretName"] == "airflow-redis-password"
     assert values["data"]["brokerUrlSecretName"] == "airflow-broker-url"
-    kind_redis = _values("kind", "airflow")["redis"]
+    kind_redis = release_values("kind", "airflow")["redis"]
     assert kind_redis["enabled"] is False
     assert "passwordSecretName" not in kind_redis
 
@@ -164,8 +160,8 @@ def test_airflow_local_settings_run_the_platform_hook(monkeypatch):
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_mlflow_values(stack: str):
-    values = _values(stack, "mlflow")
+def test_mlflowrelease_values(stack: str):
+    values = release_values(stack, "mlflow")
     assert values["service"] == {"port": 5000, "containerPort": 5000}
     assert values["auth"]["enabled"] is True
     assert values["auth"]["existingAdminSecret"]["name"] == "mlflow-credentials"

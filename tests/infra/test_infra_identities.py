@@ -13,9 +13,16 @@ from __future__ import annotations
 import json
 
 import pytest
-from pulumi_harness import MODELS, STACKS, declared, stack_values, unwrap
+from pulumi_harness import (
+    MODELS,
+    STACKS,
+    declared,
+    declared_secrets,
+    stack_config,
+    stack_values,
+    unwrap,
+)
 
-from ml_infra.config import parse_stack_config
 from ml_infra.storage_gcp import account_id
 from ml_infra.storage_kind import S3_CONFIG_SECRET
 from ml_infra.team_identities import StorageGrant, storage_grants, team_identities
@@ -30,26 +37,11 @@ KEYED_STACKS = ("kind",)
 STORAGE_SECRET_STACKS = ("kind", "prod")
 
 
-def _kind_config():
-    values = stack_values("kind")
-    ours = {k.partition(":")[2]: v for k, v in values.items() if k.startswith("ml-platform:")}
-    return parse_stack_config("kind", ours, {})
-
-
-def _secrets(stack: str) -> dict[tuple[str, str], dict]:
-    return {
-        (s.inputs["metadata"]["namespace"], s.inputs["metadata"]["name"]): unwrap(
-            s.inputs["stringData"]
-        )
-        for s in declared(stack).of_type("core/v1:Secret")
-    }
-
-
 @pytest.mark.parametrize("stack", STACKS)
 def test_training_and_serving_hold_only_team_credentials(stack: str):
     values = stack_values(stack)
     namespaces = values["ml-platform:namespaces"]
-    secrets = _secrets(stack)
+    secrets = declared_secrets(stack)
     training = {name for ns, name in secrets if ns == namespaces["training"]}
     serving = {name for ns, name in secrets if ns == namespaces["serving"]}
     kinds = ("mlflow", "storage") if stack in STORAGE_SECRET_STACKS else ("mlflow",)
@@ -73,7 +65,7 @@ def test_training_and_serving_hold_only_team_credentials(stack: str):
 @pytest.mark.parametrize("stack", KEYED_STACKS)
 def test_each_team_gets_its_own_storage_key(stack: str):
     namespaces = stack_values(stack)["ml-platform:namespaces"]
-    secrets = _secrets(stack)
+    secrets = declared_secrets(stack)
     keys = {
         name: data["AWS_ACCESS_KEY_ID"]
         for (ns, name), data in secrets.items()
@@ -85,7 +77,7 @@ def test_each_team_gets_its_own_storage_key(stack: str):
 
 
 def test_grants_reach_only_each_identitys_data():
-    config = _kind_config()
+    config = stack_config("kind")
     buckets = config.storage.buckets
     grants = storage_grants(config)
     assert grants["mlflow"] == [StorageGrant(buckets.artifacts, "", write=True)]

@@ -9,11 +9,10 @@ import json
 from pathlib import Path
 
 import pytest
-from pulumi_harness import MODELS, STACKS, declared, stack_values, unwrap
+from pulumi_harness import MODELS, STACKS, declared, stack_config, stack_values, unwrap
 
 from ml_contract.serving import serving_secret, serving_user
 from ml_infra import model_identities
-from ml_infra.config import parse_stack_config
 from ml_infra.config_reader import StackConfigError
 from ml_infra.model_identities import model_identities as identities
 from ml_infra.model_identities import spec_team
@@ -25,12 +24,6 @@ SPEC = (Path(__file__).resolve().parents[2] / "dags" / "churn_classifier.model.y
 
 def _spec(model: str) -> str:
     return SPEC.replace("model: churn-classifier\n", f"model: {model}\n", 1)
-
-
-def _kind_config():
-    values = stack_values("kind")
-    ours = {k.partition(":")[2]: v for k, v in values.items() if k.startswith("ml-platform:")}
-    return parse_stack_config("kind", ours, {})
 
 
 def test_the_repository_has_models_of_more_than_one_team():
@@ -106,7 +99,7 @@ def _dags(tmp_path: Path, specs: dict[str, str]) -> Path:
 def _read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     # Shown relative to the repository in messages: this folder stands for it.
     monkeypatch.setattr(model_identities, "REPOSITORY", tmp_path)
-    return identities(_kind_config(), tmp_path)
+    return identities(stack_config("kind"), tmp_path)
 
 
 def test_a_model_of_a_team_not_on_the_stack_names_its_spec(

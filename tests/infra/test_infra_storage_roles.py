@@ -10,9 +10,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from pulumi_harness import declared, stack_values, unwrap
+from pulumi_harness import (
+    declared,
+    declared_secrets,
+    release_values,
+    stack_config,
+    stack_values,
+    unwrap,
+)
 
-from ml_infra.config import parse_stack_config
 from ml_infra.storage_aws import ROLE_NAME_MAX, identity_policy, role_name
 from ml_infra.team_identities import storage_grants, storage_service_accounts
 
@@ -34,31 +40,12 @@ PROD_SUBJECTS = {
 KEY_NAMES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
-def _config(stack: str):
-    values = stack_values(stack)
-    ours = {k.partition(":")[2]: v for k, v in values.items() if k.startswith("ml-platform:")}
-    return parse_stack_config(stack, ours, {"gcp:project": values.get("gcp:project")})
-
-
 def _storage_roles() -> dict[str, dict]:
     return {
         role.name: role.inputs
         for role in declared("prod").of_type("iam/role:Role")
         if role.name.startswith("storage-")
     }
-
-
-def _secrets(stack: str) -> dict[tuple[str, str], dict]:
-    return {
-        (s.inputs["metadata"]["namespace"], s.inputs["metadata"]["name"]): unwrap(
-            s.inputs["stringData"]
-        )
-        for s in declared(stack).of_type("core/v1:Secret")
-    }
-
-
-def _values(stack: str, release: str) -> dict:
-    return unwrap(declared(stack).release(release).inputs["values"])
 
 
 def test_aws_has_no_iam_user_or_access_key():
@@ -88,7 +75,7 @@ def test_each_storage_role_trusts_exactly_its_service_accounts():
 
 
 def test_each_storage_role_has_only_its_grants():
-    config = _config("prod")
+    config = stack_config("prod")
     grants = storage_grants(config)
     policies = {
         p.name: (p.inputs["role"], json.loads(unwrap(p.inputs["policy"])))
@@ -128,7 +115,7 @@ def test_team_service_accounts_carry_their_own_role():
 
 
 def test_chart_service_accounts_carry_the_component_roles():
-    airflow = _values("prod", "airflow")
+    airflow = release_values("prod", "airflow")
     for component, account in (
         ("workers", "airflow-worker"),
         ("triggerer", "airflow-triggerer"),
@@ -141,7 +128,7 @@ def test_chart_service_accounts_carry_the_component_roles():
     # Celery: the scheduler runs no task and the DAG processor reads no storage.
     for component in ("scheduler", "dagProcessor"):
         assert "annotations" not in airflow.get(component, {}).get("serviceAccount", {})
-    mlflow = _values("prod", "mlflow")
+    mlflow = release_values("prod", "mlflow")
     assert mlflow["serviceAccount"]["name"] == "mlflow"
     assert mlflow["serviceAccount"]["annotations"] == {
         ROLE_ANNOTATION: "arn:mock:storage-mlflow",
@@ -152,14 +139,14 @@ def test_chart_service_accounts_carry_the_component_roles():
 
 @pytest.mark.parametrize("stack", ("kind",))  # GCP's: test_infra_workload_identity.py
 def test_keyed_stacks_annotate_no_chart_account(stack: str):
-    airflow = _values(stack, "airflow")
+    airflow = release_values(stack, "airflow")
     for component in ("scheduler", "workers", "triggerer", "apiServer"):
         assert "annotations" not in airflow.get(component, {}).get("serviceAccount", {})
-    assert _values(stack, "mlflow")["serviceAccount"]["annotations"] == {}
+    assert release_values(stack, "mlflow")["serviceAccount"]["annotations"] == {}
 
 
 def test_no_secret_holds_a_key_on_aws():
-    secrets = _secrets("prod")
+    secrets = declared_secrets("prod")
     assert secrets
     for (namespace, name), data in secrets.items():
         assert not set(KEY_NAMES) & set(data), (namespace, name)
@@ -176,7 +163,7 @@ def test_no_secret_holds_a_key_on_aws():
 @pytest.mark.parametrize("stack", ("kind",))
 def test_keyed_stacks_still_hand_out_keys(stack: str):
     training = stack_values(stack)["ml-platform:namespaces"]["training"]
-    team = _secrets(stack)[(training, "team-examples-storage")]
+    team = declared_secrets(stack)[(training, "team-examples-storage")]
     assert team["AWS_ACCESS_KEY_ID"] and team["AWS_SECRET_ACCESS_KEY"]
 
 
@@ -199,7 +186,7 @@ def test_airflow_connection_has_the_key_on_kind(stack: str):
 def test_airflow_storage_accounts_follow_the_executor():
     """LocalExecutor runs tasks in the scheduler: then the scheduler, not a worker, may
     assume the role (dev has LocalExecutor; the trust is the same function on any cloud)."""
-    accounts = storage_service_accounts(_config("dev"))
+    accounts = storage_service_accounts(stack_config("dev"))
     assert set(accounts["airflow"]) == {
         ("airflow", "airflow-scheduler"),
         ("airflow", "airflow-triggerer"),

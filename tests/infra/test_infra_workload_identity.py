@@ -16,7 +16,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pulumi_harness import SITE_SETTINGS, declared, stack_values, unwrap
+from pulumi_harness import (
+    SITE_SETTINGS,
+    declared,
+    declared_secrets,
+    release_values,
+    stack_values,
+    unwrap,
+)
 
 from tests.gcs_emulator import gcs_emulator
 
@@ -36,10 +43,6 @@ MEMBERS = {
 KEY_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "GOOGLE_APPLICATION_CREDENTIALS")
 
 
-def _values(release: str) -> dict:
-    return unwrap(declared("dev").release(release).inputs["values"])
-
-
 def test_gcp_has_no_key_of_any_kind():
     resources = declared("dev")
     for kind in ("storage/hmacKey:HmacKey", "serviceaccount/key:Key"):
@@ -47,12 +50,7 @@ def test_gcp_has_no_key_of_any_kind():
 
 
 def test_no_secret_holds_storage_credentials():
-    secrets = {
-        (s.inputs["metadata"]["namespace"], s.inputs["metadata"]["name"]): unwrap(
-            s.inputs["stringData"]
-        )
-        for s in declared("dev").of_type("core/v1:Secret")
-    }
+    secrets = declared_secrets("dev")
     assert secrets
     assert not [name for _, name in secrets if name.endswith("-storage")]
     for where, data in secrets.items():
@@ -90,7 +88,7 @@ def test_the_service_accounts_carry_their_identity():
     # The platform's own accounts have no storage identity: tasks run as their team's.
     for name in ("ml-training-runner", "ml-deployer", "model-server"):
         assert not accounts[name], name
-    airflow = _values("airflow")
+    airflow = release_values("dev", "airflow")
     for component, name in (
         ("scheduler", "airflow-scheduler"),
         ("triggerer", "airflow-triggerer"),
@@ -102,7 +100,7 @@ def test_the_service_accounts_carry_their_identity():
         }, component
     for component in ("workers", "dagProcessor"):
         assert "annotations" not in airflow.get(component, {}).get("serviceAccount", {})
-    assert _values("mlflow")["serviceAccount"] == {
+    assert release_values("dev", "mlflow")["serviceAccount"] == {
         "name": "mlflow",
         "annotations": {ANNOTATION: "storage-mlflow@mock.iam"},
     }
@@ -127,7 +125,7 @@ def test_data_paths_are_gs_with_no_s3_settings():
         "logs_uri": f"gs://{buckets['logs']}",
         "airflow_connection": "ml_storage",
     }
-    logging = _values("airflow")["config"]["logging"]
+    logging = release_values("dev", "airflow")["config"]["logging"]
     assert logging["remote_base_log_folder"] == f"gs://{buckets['logs']}/logs"
     assert logging["remote_log_conn_id"] == "ml_storage"
     connection = unwrap(
@@ -141,7 +139,7 @@ def test_data_paths_are_gs_with_no_s3_settings():
 
 
 def _trigger_modules() -> tuple[dict, dict[str, str]]:
-    triggerer = _values("airflow")["triggerer"]
+    triggerer = release_values("dev", "airflow")["triggerer"]
     config_map = declared("dev").named("ml-platform-triggers", ":ConfigMap").inputs
     return triggerer, config_map["data"]
 
