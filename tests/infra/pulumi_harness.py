@@ -117,6 +117,8 @@ def _outputs(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
             "certificateAuthority": {"data": "Q0E="},
             "identities": [{"oidcs": [{"issuer": "https://oidc.eks.mock/id/MOCK"}]}],
         },
+        # AWS declares no key; a recognisable secret lets test_infra_storage_roles see one
+        # that came back reach a Secret.
         "aws:iam/accessKey:AccessKey": {"secret": "mock-secret-access-key"},
         "aws:rds/instance:Instance": {"address": "postgres.rds.mock"},
         "gcp:container/cluster:Cluster": {
