@@ -58,17 +58,11 @@ class Names:
     team_accounts: tuple[str, ...]
 
 
-def image_ref(config: StackConfig, image: str) -> str:
-    """A platform image's reference, as ml_platform.settings.Images.ref makes it."""
-    images = config.images
-    return f"{images.registry}/{images.names[image]}:{images.tag}"
-
-
 def stack_names(config: StackConfig) -> Names:
     return Names(
         namespace=config.namespaces["training"],
         deployer_account=config.service_accounts["deployer"],
-        deployer_image=image_ref(config, "deployer"),
+        deployer_image=config.images.ref("deployer"),
         team_accounts=tuple(identity.service_account for identity in team_identities(config)),
     )
 

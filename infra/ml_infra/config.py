@@ -100,6 +100,10 @@ class Images:
     pull_policy: str
     names: dict[str, str]
 
+    def ref(self, image: str) -> str:
+        """A platform image's full reference, as ml_platform.settings.Images.ref makes it."""
+        return f"{self.registry}/{self.names[image]}:{self.tag}"
+
 
 @dataclass(frozen=True)
 class Buckets:
