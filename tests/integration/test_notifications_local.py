@@ -71,6 +71,12 @@ def _messages(outcome: dict[str, Any]) -> dict[str, str]:
     return found
 
 
+def _message(messages: dict[str, str], subject: str) -> str:
+    """The body of the message with `subject`, which must be among `messages`."""
+    assert subject in messages, list(messages)
+    return messages[subject]
+
+
 @pytest.fixture(scope="module")
 def bad_param_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     local_dir = tmp_path_factory.mktemp("bad-param")
@@ -81,8 +87,7 @@ def test_a_bad_param_reports_the_failed_task_and_its_reason(bad_param_run) -> No
     assert bad_param_run["state"] == "failed"
     messages = _messages(bad_param_run)
     subject = "[ml-platform local] ml_training_pipeline: task hyperparameters failed"
-    assert subject in messages, list(messages)
-    body = messages[subject]
+    body = _message(messages, subject)
     assert "task:     hyperparameters (try 1)" in body
     assert "reason:   sweep: the grid has 20 combinations" in body
     # dag.test() keeps no log files and the local runtime has no Airflow UI: the message says
@@ -93,8 +98,7 @@ def test_a_bad_param_reports_the_failed_task_and_its_reason(bad_param_run) -> No
 def test_the_failed_run_reports_its_end_with_the_same_reason(bad_param_run) -> None:
     messages = _messages(bad_param_run)
     subject = "[ml-platform local] ml_training_pipeline: run failed at hyperparameters"
-    assert subject in messages, list(messages)
-    body = messages[subject]
+    body = _message(messages, subject)
     assert "state:    failed (task_failure)" in body
     assert "reason:   sweep: the grid has 20 combinations" in body
     assert not [s for s in messages if "not done" in s]  # the 8-hour deadline did not pass
@@ -118,11 +122,10 @@ def test_a_deadline_shorter_than_the_run_notifies(tmp_path: Path) -> None:
     assert outcome["state"] == "success"
     assert [d["name"] for d in outcome["deadlines_missed"]] == ["run-deadline-email"]
     assert outcome["deadlines_missed"][0]["status"] == "success"
-    messages = _messages(outcome)
     subject = "[ml-platform local] slow_run: run not done 0.0333333 minutes after it was queued"
-    assert subject in messages, list(messages)
-    assert f"run:      {outcome['run_id']}" in messages[subject]
-    assert "state:    running" in messages[subject]
+    body = _message(_messages(outcome), subject)
+    assert f"run:      {outcome['run_id']}" in body
+    assert "state:    running" in body
     # The run went on and its end was reported after the deadline's message.
     assert [m["subject"] for m in outcome["notifications"]][-1].endswith("run succeeded")
 
