@@ -25,15 +25,12 @@ from ml_infra.config import (
     StackConfig,
 )
 from ml_infra.kube import secret
+from ml_infra.platform_secrets import connection_env_name
 
 NOTIFICATIONS_SECRET = "airflow-notification-connections"
 # The providers' default connection ids: Airflow's own email sending uses smtp_default too.
 SMTP_CONNECTION = "smtp_default"
 SLACK_CONNECTION = "slack_api_default"
-
-
-def _env_name(connection_id: str) -> str:
-    return f"AIRFLOW_CONN_{connection_id.upper()}"
 
 
 def notifications_document(config: StackConfig) -> dict[str, Any] | None:
@@ -84,11 +81,11 @@ def connection_values(config: StackConfig) -> dict[str, pulumi.Output[str]]:
     if notifications.email:
         email = notifications.email
         password = stack.require_secret(SMTP_PASSWORD_KEY) if email.smtp_user else None
-        values[_env_name(SMTP_CONNECTION)] = pulumi.Output.secret(
+        values[connection_env_name(SMTP_CONNECTION)] = pulumi.Output.secret(
             pulumi.Output.from_input(password).apply(lambda pw: smtp_connection(email, pw))
         )
     if notifications.slack:
-        values[_env_name(SLACK_CONNECTION)] = pulumi.Output.secret(
+        values[connection_env_name(SLACK_CONNECTION)] = pulumi.Output.secret(
             stack.require_secret(SLACK_TOKEN_KEY).apply(slack_connection)
         )
     return values
@@ -98,9 +95,9 @@ def chart_secret_env(config: StackConfig) -> list[dict[str, str]]:
     """The chart's `secret` entries: each connection's env var from the Secret, by name."""
     names = []
     if config.notifications.email:
-        names.append(_env_name(SMTP_CONNECTION))
+        names.append(connection_env_name(SMTP_CONNECTION))
     if config.notifications.slack:
-        names.append(_env_name(SLACK_CONNECTION))
+        names.append(connection_env_name(SLACK_CONNECTION))
     return [
         {"envName": name, "secretName": NOTIFICATIONS_SECRET, "secretKey": name} for name in names
     ]
