@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.exposition import generate_latest
 from trainer_helpers import unique
 
-from deployer.metrics import LATENCY_BUCKETS
+from deployer.metrics import ServerMetrics
+from deployer.server import ModelIdentity, ModelSlot
 from ml_contract import ModelSpec, Slo
 from ml_contract.serving import DEPLOYED_ENDPOINT_TAG
 from trainer.errors import TrainerError
@@ -33,29 +32,18 @@ from trainer.monitor_slo import (
 
 
 class FakeServer:
-    """The model server's request metrics in a registry of their own, as deployer.metrics
-    declares them."""
+    """A model server's request metrics, recorded and rendered by the deployer's own
+    ServerMetrics: the monitor reads the names and buckets the server really writes."""
 
-    def __init__(self, started: float = 1000.0) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "model_server_requests", "", ["path", "status"], registry=self.registry
-        )
-        self.latency = Histogram(
-            "model_server_request_duration_seconds",
-            "",
-            ["path"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        Gauge("process_start_time_seconds", "", registry=self.registry).set(started)
+    def __init__(self) -> None:
+        slot = ModelSlot(ModelIdentity.from_uri("models:/churn/3"))
+        self.metrics = ServerMetrics(slot, ["/invocations", "/ready"])
 
     def answer(self, seconds: float, status: int = 200, path: str = "/invocations") -> None:
-        self.requests.labels(path, str(status)).inc()
-        self.latency.labels(path).observe(seconds)
+        self.metrics.observe(path, status, seconds)
 
     def text(self) -> str:
-        return generate_latest(self.registry).decode()
+        return self.metrics.render("text/plain")[0].decode()
 
 
 def _window(before: FakeServer, after: FakeServer, seconds: float = 10.0) -> dict:
@@ -99,16 +87,24 @@ def test_p99_is_prometheus_histogram_quantile() -> None:
 
 
 def test_a_restarted_server_counts_from_zero() -> None:
-    old = FakeServer(started=1000.0)
+    old = FakeServer()
     for _ in range(500):
         old.answer(0.001)
-    new = FakeServer(started=2000.0)  # fewer requests than before: a plain delta would be < 0
+    new = FakeServer()  # fewer requests than before: a plain delta would be < 0
     for _ in range(10):
         new.answer(0.02, 500)
     figures = _window(old, new)
     assert figures["counters_reset"] is True
     assert (figures["requests"], figures["errors"]) == (10, 10)
     assert 10 < figures["p99_latency_ms"] <= 25
+    # A new process start time says so too, with more requests than before.
+    before = parse_metrics(new.text(), 0.0)
+    assert before.started is not None  # process_start_time_seconds, as the server exports it
+    for _ in range(5):
+        new.answer(0.02, 500)
+    after = dataclasses.replace(parse_metrics(new.text(), 10.0), started=before.started + 1)
+    restarted = window_figures(before, after)
+    assert (restarted["counters_reset"], restarted["requests"]) == (True, 15)
 
 
 def test_a_quiet_window_judges_throughput_only() -> None:
