@@ -191,9 +191,6 @@ def training_dag(
             "min_improvement": Param(spec.promotion.min_improvement, type="number"),
         },
     ) as dag:
-        other_models = {
-            name: _shown(path) for name, path in spec_models().items() if name != spec.model
-        }
 
         @task
         def hyperparameters(**context: Any) -> list[list[str]]:
@@ -206,12 +203,14 @@ def training_dag(
             params = context["params"]
             # Another spec's model name would put this run's models under that model's
             # name, served with this model's identity: a run renames its model only to a
-            # name no spec uses.
-            taken = other_models.get(params["model_name"])
-            if taken:
+            # name no spec uses. Looked up here, not at parse time: reading every spec
+            # would cost every parse of every DAG file, for a param only a run has.
+            taken = spec_models().get(params["model_name"])
+            if taken and params["model_name"] != spec.model:
                 raise AirflowFailException(
-                    f"param model_name: {params['model_name']!r} is the model of {taken}; a "
-                    f"run of {spec.model!r} may rename its model only to a name no spec uses"
+                    f"param model_name: {params['model_name']!r} is the model of "
+                    f"{_shown(taken)}; a run of {spec.model!r} may rename its model only to "
+                    "a name no spec uses"
                 )
             data_uri = data.prepared_uri(context["ds"])  # XCom values are not templated
             try:
