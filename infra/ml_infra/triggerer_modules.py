@@ -15,6 +15,8 @@ to the Amazon provider's trigger, which the Airflow image has).
 from __future__ import annotations
 
 import hashlib
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -23,7 +25,7 @@ import pulumi_kubernetes as k8s
 from ml_infra.config import StackConfig
 from ml_infra.endpoints import storage_scheme
 from ml_infra.kube import k8s_opts, metadata
-from ml_infra.model_identities import REPOSITORY
+from ml_infra.model_identities import dags_folder
 
 CONFIG_MAP = "ml-platform-triggers"
 MOUNT_ROOT = "/opt/airflow/ml-platform-triggers"
@@ -40,7 +42,11 @@ def needs_trigger_modules(config: StackConfig) -> bool:
 
 def trigger_module_files(config: StackConfig) -> dict[str, str]:
     """File name -> source of the modules the triggerer gets, from the DAG folder."""
-    folder = REPOSITORY / config.airflow.dags.subdir / PACKAGE
+    return dict(_read_modules(dags_folder(config) / PACKAGE))
+
+
+@cache  # the chart values and the ConfigMap both need them: read once per `pulumi up`
+def _read_modules(folder: Path) -> dict[str, str]:
     files = {}
     for name in MODULES:
         path = folder / name
