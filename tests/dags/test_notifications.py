@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from airflow.sdk import DAG
 from airflow.sdk.definitions.deadline import DagRunQueuedAtDeadline
 from airflow.sdk.module_loading import import_string
 
@@ -75,13 +76,17 @@ def test_a_bad_channel_names_its_key(notifications: dict, key: str) -> None:
         parse_config(_config(notifications))
 
 
-def test_the_training_dag_declares_a_deadline_from_queued_per_channel() -> None:
-    spec = load_spec(REPO_DAGS / "churn_classifier.model.yaml")
-    dag = training_dag(
-        spec, dag_id="deadline_test", schedule=None, catchup=False, tags=["t"],
-        start_date=datetime(2026, 1, 1, tzinfo=UTC), deadline=timedelta(minutes=45),
-        config=_local_config(),
+def _churn_dag(dag_id: str, deadline: timedelta | None) -> DAG:
+    """The churn spec's training DAG, with the local email channel, and `deadline`."""
+    return training_dag(
+        load_spec(REPO_DAGS / "churn_classifier.model.yaml"), dag_id=dag_id, schedule=None,
+        catchup=False, tags=["t"], start_date=datetime(2026, 1, 1, tzinfo=UTC),
+        deadline=deadline, config=_local_config(),
     )  # fmt: skip
+
+
+def test_the_training_dag_declares_a_deadline_from_queued_per_channel() -> None:
+    dag = _churn_dag("deadline_test", timedelta(minutes=45))
     [alert] = dag.deadline
     assert isinstance(alert.reference, DagRunQueuedAtDeadline)
     assert alert.interval == timedelta(minutes=45)
@@ -94,11 +99,7 @@ def test_the_training_dag_declares_a_deadline_from_queued_per_channel() -> None:
         callbacks = task.on_failure_callback
         callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
         assert any(isinstance(c, TaskFailureNotifier) for c in callbacks), task
-    no_deadline = training_dag(
-        spec, dag_id="no_deadline", schedule=None, catchup=False, tags=["t"],
-        start_date=datetime(2026, 1, 1, tzinfo=UTC), deadline=None, config=_local_config(),
-    )  # fmt: skip
-    assert not no_deadline.deadline
+    assert not _churn_dag("no_deadline", None).deadline
 
 
 def test_every_dag_of_the_repo_reports_its_end_and_its_failed_tasks(dagbag) -> None:
@@ -110,13 +111,7 @@ def test_every_dag_of_the_repo_reports_its_end_and_its_failed_tasks(dagbag) -> N
 
 
 def test_the_deadline_callback_delivers_as_the_triggerer_runs_it(tmp_path: Path) -> None:
-    spec = load_spec(REPO_DAGS / "churn_classifier.model.yaml")
-    dag = training_dag(
-        spec, dag_id="deadline_test", schedule=None, catchup=False, tags=["t"],
-        start_date=datetime(2026, 1, 1, tzinfo=UTC), deadline=timedelta(minutes=30),
-        config=_local_config(),
-    )  # fmt: skip
-    [alert] = dag.deadline
+    [alert] = _churn_dag("deadline_test", timedelta(minutes=30)).deadline
     queued = datetime(2026, 11, 3, 6, tzinfo=UTC)
     context = {  # what the scheduler hands a missed deadline's callback
         "dag_run": {"dag_id": "deadline_test", "dag_run_id": "scheduled__2026-11-03",
