@@ -14,8 +14,7 @@ class StepFailed(Exception):
 
 def plain_line(exc: BaseException, limit: int = 400) -> str:
     """An exception as one bounded line: MLflow and HTTP errors often span many lines."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return _bounded(" ".join(str(exc).split()) or type(exc).__name__, limit)
 
 
 def one_line(exc: BaseException, limit: int = 400) -> str:
@@ -24,6 +23,8 @@ def one_line(exc: BaseException, limit: int = 400) -> str:
     from ml_dependencies import unreachable
 
     text = unreachable(exc)
-    if text is None:
-        return plain_line(exc, limit)
+    return plain_line(exc, limit) if text is None else _bounded(text, limit)
+
+
+def _bounded(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
