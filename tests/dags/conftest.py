@@ -38,7 +38,7 @@ from ml_platform import inspection  # noqa: E402
 from ml_platform.container import PlatformPodOperator  # noqa: E402
 from ml_platform.policies import pod_mutation_hook, task_policy  # noqa: E402
 from ml_platform.pools import gpu_request  # noqa: E402
-from ml_platform.settings import PlatformConfig, platform_config  # noqa: E402
+from ml_platform.settings import CONFIG_ENV, PlatformConfig, platform_config  # noqa: E402
 from ml_platform.sweep import build_combinations, trainer_arguments  # noqa: E402
 
 DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
@@ -137,6 +137,13 @@ def pipeline_dag() -> DAG:
     bag = dag_bag()
     assert PIPELINE_DAG_ID in bag.dags, f"DAGs found: {sorted(bag.dag_ids)}, {bag.import_errors}"
     return bag.dags[PIPELINE_DAG_ID]
+
+
+@pytest.fixture
+def kind_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ML_PLATFORM_CONFIG: the default (kind) document, which the DAGs were parsed with, is
+    what code reading the process config (the hook, the pools) sees too."""
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
 
 
 @pytest.fixture

@@ -261,10 +261,8 @@ def test_the_hook_refuses_unsafe_pods(pod: k8s.V1Pod, expected: str) -> None:
     assert expected in _refusal(pod_mutation_hook, pod)
 
 
-def test_the_hook_still_places_a_gpu_pod(
-    platform: PlatformConfig, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("ML_PLATFORM_CONFIG", raising=False)
+@pytest.mark.usefixtures("kind_stack")
+def test_the_hook_still_places_a_gpu_pod(platform: PlatformConfig) -> None:
     limits = {**SIZE, GPU_RESOURCE: "1"}
     resources = k8s.V1ResourceRequirements(requests=SIZE, limits=limits)
     pod = _pod(container=k8s.V1Container(name="base", image="any", resources=resources))

@@ -26,11 +26,7 @@ from ml_platform.settings import IMAGE_LABEL, PlatformConfig
 from tests.dags.conftest import PIPELINE_DAG_ID, build_pod
 from tests.pod_security_profile import restricted_violations
 
-
-@pytest.fixture(autouse=True)
-def _kind_stack(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The hook reads the process config; the DAGs were parsed with the default (kind)."""
-    monkeypatch.delenv("ML_PLATFORM_CONFIG", raising=False)
+pytestmark = pytest.mark.usefixtures("kind_stack")
 
 
 def _container(pod: k8s.V1Pod, name: str) -> k8s.V1Container:

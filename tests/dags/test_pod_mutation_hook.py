@@ -17,11 +17,8 @@ from ml_platform.policies import pod_mutation_hook
 from ml_platform.pools import NoPoolError, check_schedulable, fitting_pools, select_pool
 from ml_platform.settings import GPU_RESOURCE, PlatformConfig
 
-
-@pytest.fixture(autouse=True)
-def _kind_stack(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The hook reads the process config; these tests use the default (kind) catalog."""
-    monkeypatch.delenv("ML_PLATFORM_CONFIG", raising=False)
+# The hook reads the process config; these tests use the default (kind) catalog.
+pytestmark = pytest.mark.usefixtures("kind_stack")
 
 
 def textbook_pod(gpus: int = 1, **kwargs) -> k8s.V1Pod:

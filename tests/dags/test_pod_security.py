@@ -20,10 +20,7 @@ from tests.pod_security_profile import as_document, restricted_violations
 SIDECAR = PodDefaults.SIDECAR_CONTAINER_NAME
 
 
-@pytest.fixture(autouse=True)
-def _kind_stack(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The hook reads the process config; the DAGs were parsed with the default (kind)."""
-    monkeypatch.delenv("ML_PLATFORM_CONFIG", raising=False)
+pytestmark = pytest.mark.usefixtures("kind_stack")
 
 
 def _sidecar(pod: k8s.V1Pod) -> k8s.V1Container:

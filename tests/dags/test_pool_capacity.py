@@ -21,11 +21,8 @@ from ml_platform.pools import (
 )
 from ml_platform.settings import PlatformConfig
 
-
-@pytest.fixture(autouse=True)
-def _kind_stack(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Node sizes below are the kind stack's: 4 CPUs and 8Gi per node."""
-    monkeypatch.delenv("ML_PLATFORM_CONFIG", raising=False)
+# Node sizes below are the kind stack's: 4 CPUs and 8Gi per node.
+pytestmark = pytest.mark.usefixtures("kind_stack")
 
 
 def _pod(**resources: dict[str, str]) -> k8s.V1Pod:
