@@ -7,13 +7,10 @@ the training namespace as a platform identity on a platform image; what only the
 
 from __future__ import annotations
 
-import math
-
 import pytest
 from kubernetes.client import models as k8s
-from kubernetes.utils import parse_quantity
 
-from ml_platform.container import container_task_kwargs
+from ml_platform.container import compute_threads, container_task_kwargs
 from ml_platform.model_specs import PLATFORM_TEAM
 from ml_platform.settings import PlatformConfig
 
@@ -67,7 +64,7 @@ def test_platform_env(container_pod: k8s.V1Pod, platform: PlatformConfig):
     assert env["AIRFLOW_CTX_MAP_INDEX"] == "{{ ti.map_index }}"
     # Compute threads: the whole CPUs of the container's limit, not the node's core count.
     limit = container_pod.spec.containers[0].resources.limits["cpu"]
-    assert env["OMP_NUM_THREADS"] == str(max(1, math.floor(float(parse_quantity(limit)))))
+    assert env["OMP_NUM_THREADS"] == compute_threads(limit, cpu_limit=None)
 
 
 @pytest.mark.parametrize(
