@@ -19,7 +19,6 @@ from ml_platform.settings import (
     PlatformConfig,
     PlatformConfigError,
     parse_config,
-    platform_config,
 )
 from tests.dags.conftest import _dag, build_offline_pod, container_tasks
 
@@ -46,28 +45,37 @@ def _two_gpu_pools() -> PlatformConfig:
     return parse_config(doc)
 
 
+def _textbook_gpu_pod(node_selector: dict[str, str] | None = None) -> k8s.V1Pod:
+    """One GPU as a limit and nothing about where to run, as the provider docs write it."""
+    container = k8s.V1Container(
+        name="base",
+        image="trainer",
+        resources=k8s.V1ResourceRequirements(limits={"nvidia.com/gpu": "1"}),
+    )
+    spec = k8s.V1PodSpec(containers=[container], node_selector=node_selector)
+    return k8s.V1Pod(metadata=k8s.V1ObjectMeta(name="p"), spec=spec)
+
+
 @pytest.mark.parametrize(("dag_id", "task_id"), container_tasks())
-def test_every_pod_task_is_in_the_pool_of_its_gpus(dag_id: str, task_id: str):
+def test_every_pod_task_is_in_the_pool_of_its_gpus(
+    dag_id: str, task_id: str, platform: PlatformConfig
+):
     task = _dag(dag_id).get_task(task_id)
     pod = build_offline_pod(dag_id, task_id)
     gpus = gpu_request(pod)
     if not gpus:
         assert task.pool == DEFAULT_POOL
         return
-    schedule_gpu_pod(pod, _config())
-    pool, slots = gpu_pool_slots(pod, _config())
+    schedule_gpu_pod(pod, platform)
+    pool, slots = gpu_pool_slots(pod, platform)
     assert (task.pool, task.pool_slots) == (pool, gpus) == (pool, slots)
-    assert pool in _config().airflow_pools
+    assert pool in platform.airflow_pools
 
 
-def _config() -> PlatformConfig:
-    return platform_config()
-
-
-def test_the_training_sweep_waits_for_kinds_two_gpus():
+def test_the_training_sweep_waits_for_kinds_two_gpus(platform: PlatformConfig):
     train = _dag("ml_training_pipeline").get_task("train")
     assert (train.pool, train.pool_slots) == ("gpu-gpus", 1)
-    assert _config().airflow_pools["gpu-gpus"]["slots"] == 2
+    assert platform.airflow_pools["gpu-gpus"]["slots"] == 2
 
 
 def test_a_task_takes_a_slot_per_gpu_of_the_pool_it_lands_on():
@@ -93,12 +101,7 @@ def test_a_cpu_task_keeps_its_pool():
 
 def test_a_textbook_gpu_pod_is_pooled_once_placed():
     config = parse_config(_kind_document())
-    container = k8s.V1Container(
-        name="base",
-        image="trainer",
-        resources=k8s.V1ResourceRequirements(limits={"nvidia.com/gpu": "1"}),
-    )
-    pod = k8s.V1Pod(metadata=k8s.V1ObjectMeta(name="p"), spec=k8s.V1PodSpec(containers=[container]))
+    pod = _textbook_gpu_pod()
     assert gpu_pool_slots(pod, config) is None  # no toleration yet: no pool takes it
     schedule_gpu_pod(pod, config)
     assert gpu_pool_slots(pod, config) == ("gpu-gpus", 1)
@@ -124,13 +127,7 @@ def test_a_pod_pinned_to_a_type_takes_the_real_pools_slots_as_select_pool_would(
     config = _real_type_beside_its_stand_in()
     chosen = select_pool(config, gpus=1, gpu_type="nvidia-l4")
     assert chosen.name == "l4x4"
-    container = k8s.V1Container(
-        name="base",
-        image="trainer",
-        resources=k8s.V1ResourceRequirements(limits={"nvidia.com/gpu": "1"}),
-    )
-    spec = k8s.V1PodSpec(containers=[container], node_selector={GPU_TYPE_LABEL: "nvidia-l4"})
-    pod = k8s.V1Pod(metadata=k8s.V1ObjectMeta(name="p"), spec=spec)
+    pod = _textbook_gpu_pod(node_selector={GPU_TYPE_LABEL: "nvidia-l4"})
     schedule_gpu_pod(pod, config)
     assert pod.spec.node_selector == {GPU_TYPE_LABEL: "nvidia-l4"}  # not the stand-in's type
     assert gpu_pool_slots(pod, config) == (chosen.airflow_pool, 1)
