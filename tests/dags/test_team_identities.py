@@ -55,16 +55,9 @@ def test_each_deploy_pod_carries_only_its_models_serving_login(
     models = {load_spec(path).model: team_of(path) for path in spec_files()}
     deployed = {}
     for dag in dagbag.dags.values():
-        for task in dag.tasks:
-            pod = (
-                build_pod(dag.dag_id, task.task_id)
-                if task.task_id in ("deploy", "rollback")
-                else None
-            )
-            if (
-                pod is None
-                or pod.spec.service_account_name != platform.service_accounts["deployer"]
-            ):
+        for task_id in sorted({"deploy", "rollback"} & set(dag.task_ids)):
+            pod = build_pod(dag.dag_id, task_id)
+            if pod.spec.service_account_name != platform.service_accounts["deployer"]:
                 continue
             model = _env(pod)["DEPLOYER_MODEL"]
             named = {
@@ -73,7 +66,7 @@ def test_each_deploy_pod_carries_only_its_models_serving_login(
                 for value in [*(e.value for e in c.env or []), *(c.args or [])]
                 if isinstance(value, str) and looks_like_serving_name(value)
             }
-            assert named == set(serving_identity(model)), f"{dag.dag_id}.{task.task_id}"
+            assert named == set(serving_identity(model)), f"{dag.dag_id}.{task_id}"
             deployed[dag.dag_id] = model
     # Every model of the repository's specs is deployed by some DAG, two teams' among them.
     assert set(deployed.values()) == set(models)
